@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 # %% auto 0
-__all__ = ['MicrographError', 'CalibrationError', 'Micrograph']
+__all__ = ['MAX_PIXELS', 'SUPPORTED_EXTENSIONS', 'SQUARE_RTOL', 'MicrographError', 'CalibrationError', 'Micrograph',
+           'as_micrograph', 'nm_per_unit', 'load_micrograph', 'atomic_write', 'save_micrograph', 'show_micrograph']
 
 # %% ../nbs/00_io.ipynb
 class MicrographError(ValueError):
@@ -37,3 +38,282 @@ class Micrograph:
     def __repr__(self):
         return (f"Micrograph({self.image.shape[0]}×{self.image.shape[1]} px, {self.nm_per_px:.5g} nm/px "
                 f"[{self.calibration_source}], source={self.source!r})")
+
+# %% ../nbs/00_io.ipynb
+def _check_image(img, name):
+    "Validate a 2-D image array and return it as float32."
+    img = np.asarray(img)
+    if img.dtype == bool: img = img.astype(np.uint8)
+    if np.iscomplexobj(img):
+        raise MicrographError(f"{name}: the image is complex (an FFT or exit wave?). Fix: pass the real-space intensity, e.g. np.abs(x)**2.")
+    if not (np.issubdtype(img.dtype, np.number)):
+        raise MicrographError(f"{name}: pixel type {img.dtype} is not numeric. Fix: convert the image to a numeric array.")
+    if img.ndim != 2:
+        raise MicrographError(f"{name}: expected a 2-D image, got shape {img.shape}. Fix: pick one frame/channel first.")
+    if img.size == 0:
+        raise MicrographError(f"{name}: the image is empty (shape {img.shape}).")
+    out = img.astype(np.float32) if img.dtype != np.float32 else img
+    n_bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+    if n_bad:
+        raise MicrographError(f"{name}: {n_bad} pixels are NaN or infinite. Fix: crop them away or replace them "
+                              "explicitly (e.g. np.nan_to_num(img, nan=np.nanmedian(img))) before analysis.")
+    return out
+
+# %% ../nbs/00_io.ipynb
+MAX_PIXELS = 16384*16384  # largest image (pixels) accepted; bigger ones must be cropped or binned first
+
+def as_micrograph(x, # a `Micrograph`, or a 2-D array
+                  nm_per_px:float|None=None, # pixel size in nm; required for arrays, overrides a Micrograph's own
+                  min_size:int=8, # smallest accepted side length in px
+                  allow_constant:bool=False, # accept an image with a single grey value
+                 )->Micrograph:
+    "Return `x` as a validated float32 `Micrograph`, or raise a clear error."
+    if isinstance(x, Micrograph):
+        m = x if nm_per_px is None else Micrograph(x.image, nm_per_px, x.source, 'user', dict(x.metadata))
+    else:
+        if nm_per_px is None:
+            raise CalibrationError("array given without nm_per_px. Fix: pass nm_per_px=<pixel size in nm>, "
+                                   "or load the file with load_micrograph so the calibration comes from its metadata.")
+        m = Micrograph(x, nm_per_px, None, 'user')
+    name = m.source or 'image'
+    img = _check_image(m.image, name)
+    if min(img.shape) < min_size:
+        raise MicrographError(f"{name}: {img.shape[0]}×{img.shape[1]} px is too small to analyse (need ≥ {min_size} px a side).")
+    if img.size > MAX_PIXELS:
+        raise MicrographError(f"{name}: {img.shape[0]}×{img.shape[1]} px is larger than hrtem_np accepts "
+                              f"({MAX_PIXELS/1e6:.0f} Mpx). Fix: crop or bin the image (e.g. skimage.transform.downscale_local_mean).")
+    if not allow_constant and float(img.max()) == float(img.min()):
+        raise MicrographError(f"{name}: the image is constant (every pixel = {img.flat[0]:g}); there is nothing to measure.")
+    s = m.nm_per_px
+    if s is None or not np.isfinite(s) or s <= 0:
+        raise CalibrationError(f"{name}: nm_per_px={s!r} is not a valid pixel size. Fix: pass nm_per_px=<pixel size in nm> (> 0).")
+    return Micrograph(img, float(s), m.source, m.calibration_source, m.metadata)
+
+# %% ../nbs/00_io.ipynb
+_NM_PER_UNIT = {'nm': 1.0, 'n_m': 1.0, 'nanometer': 1.0, 'nanometre': 1.0,
+                'a': 0.1, 'å': 0.1, 'Å': 0.1, 'angstrom': 0.1, 'ang': 0.1,
+                'pm': 1e-3, 'picometer': 1e-3,
+                'µm': 1e3, 'μm': 1e3, 'um': 1e3, 'micron': 1e3, 'microns': 1e3, 'micrometer': 1e3, 'micrometre': 1e3,
+                'mm': 1e6, 'cm': 1e7, 'm': 1e9, 'meter': 1e9, 'metre': 1e9}
+
+def nm_per_unit(unit:str|None)->float|None:
+    "Nanometres in one `unit` (nm, Å, pm, µm, m… and spellings such as 'n_m'); None if not a real-space length."
+    if unit is None: return None
+    u = str(unit).strip()
+    if u in _NM_PER_UNIT: return _NM_PER_UNIT[u]
+    return _NM_PER_UNIT.get(u.lower())
+
+def _is_reciprocal(unit)->bool:
+    u = str(unit or '').replace(' ', '').lower()
+    return u.startswith('1/') or '^-1' in u or '⁻¹' in u or u.endswith('-1')
+
+# %% ../nbs/00_io.ipynb
+import importlib, json, os, tempfile, warnings
+
+_READERS = {'.dm3': 'rsciio.digitalmicrograph', '.dm4': 'rsciio.digitalmicrograph', '.emd': 'rsciio.emd',
+            '.emi': 'rsciio.tia', '.ser': 'rsciio.tia', '.tif': 'rsciio.tiff', '.tiff': 'rsciio.tiff',
+            '.hspy': 'rsciio.hspy', '.h5': 'rsciio.hspy'}
+_PLAIN = ('.png', '.jpg', '.jpeg', '.bmp', '.gif')
+SUPPORTED_EXTENSIONS = tuple(_READERS) + _PLAIN
+
+def _read_plain(path):
+    "Read a PNG/JPEG (no calibration in the file) as one uncalibrated signal."
+    from PIL import Image
+    with Image.open(path) as im: arr = np.asarray(im)
+    ax = [{'name': n, 'units': None, 'scale': 1.0, 'navigate': False, 'size': s} for n, s in zip('yx', arr.shape[:2])]
+    return [{'data': arr, 'axes': ax, 'metadata': {'General': {'title': Path(path).stem}}}]
+
+# %% ../nbs/00_io.ipynb
+def _imagej_calibration(path):
+    "(nm per px along y, along x) from an ImageJ TIFF's own resolution tags and `unit`, or None."
+    import tifffile
+    with tifffile.TiffFile(path) as tif:
+        if not tif.is_imagej: return None
+        unit = (tif.imagej_metadata or {}).get('unit')
+        tags = tif.pages[0].tags
+        if unit is None or 'XResolution' not in tags: return None
+        unit = unit.encode().decode('unicode_escape') if '\\u' in unit else unit
+        f = nm_per_unit(unit)
+        if f is None: return None
+        xr = tags['XResolution'].value; yr = tags['YResolution'].value if 'YResolution' in tags else xr
+        px_per_unit = lambda r: r[0]/r[1]
+        return f/px_per_unit(yr), f/px_per_unit(xr)
+
+# %% ../nbs/00_io.ipynb
+def _read_signals(path:Path):
+    "All signals in `path` as RosettaSciIO dicts (data, axes, metadata)."
+    ext = path.suffix.lower()
+    if ext in _PLAIN: return _read_plain(path)
+    if ext not in _READERS:
+        raise MicrographError(f"{path}: unsupported file type '{ext}'. Supported: {', '.join(SUPPORTED_EXTENSIONS)}. "
+                              "Fix: export the image from your microscope software as .tif (with calibration) or one of these.")
+    reader = importlib.import_module(_READERS[ext]).file_reader
+    kw = {'select_type': 'images'} if ext == '.emd' else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        try: sigs = reader(str(path), **kw)
+        except TypeError: sigs = reader(str(path))
+    if ext in ('.tif', '.tiff'):
+        cal = _imagej_calibration(path)
+        if cal is not None:
+            for s in sigs:
+                sax = [a for a in s['axes'] if not a.get('navigate', False)]
+                for a, v in zip(sax[-2:], cal): a['scale'], a['units'] = v, 'nm'
+    return sigs
+
+# %% ../nbs/00_io.ipynb
+def _image_signals(sigs):
+    "Signals whose data has two real-space (signal) axes; navigation axes (frames) allowed."
+    return [s for s in sigs if len([a for a in s['axes'] if not a.get('navigate', False)]) == 2
+            or (np.ndim(s['data']) == 3 and np.shape(s['data'])[-1] in (3, 4) and len(s['axes']) == 2)]
+
+def _title(s): return str(s.get('metadata', {}).get('General', {}).get('title') or '')
+
+def _choose_signal(sigs, path, signal):
+    "Pick the image signal asked for, or the only sensible one, or refuse listing the choices."
+    from ase.data import chemical_symbols
+    imgs = _image_signals(sigs)
+    if not imgs: raise MicrographError(f"{path}: the file holds no 2-D image (signals: {[_title(s) for s in sigs]}).")
+    titles = [_title(s) for s in imgs]
+    if signal is not None:
+        if isinstance(signal, int):
+            if not 0 <= signal < len(imgs): raise MicrographError(f"{path}: signal={signal} out of range; the file has {len(imgs)} images: {titles}.")
+            return imgs[signal]
+        if signal not in titles: raise MicrographError(f"{path}: no image signal named {signal!r}; choose one of {titles} (signal=<name or index>).")
+        return imgs[titles.index(signal)]
+    if len(imgs) == 1: return imgs[0]
+    detectors = [i for i, t in enumerate(titles) if t not in chemical_symbols]  # element maps are titled 'C', 'Cu'…
+    if len(detectors) == 1: return imgs[detectors[0]]
+    raise MicrographError(f"{path}: the file holds {len(imgs)} images {titles}. Fix: choose one with signal=<name or index>.")
+
+# %% ../nbs/00_io.ipynb
+SQUARE_RTOL = 1e-4  # x and y pixel sizes that differ by less than this (relative) count as square
+
+def _file_calibration(sig, path):
+    "nm per px from a signal's two real-space axes; raises CalibrationError when it cannot be trusted."
+    ax = [a for a in sig['axes'] if not a.get('navigate', False)][-2:]
+    units = [a.get('units') for a in ax]
+    if any(_is_reciprocal(u) for u in units):
+        raise CalibrationError(f"{path}: the axes are in reciprocal space ({units[0]}): this is a diffraction pattern "
+                               "or an FFT, not a real-space micrograph. Fix: load the real-space image.")
+    f = [nm_per_unit(u) for u in units]
+    if any(v is None for v in f):
+        raise CalibrationError(f"{path}: the file has no pixel-size calibration (axis units {units}). "
+                               "Fix: pass nm_per_px=<pixel size in nm> from your microscope's calibration.")
+    s = [float(a.get('scale', 1.0))*v for a, v in zip(ax, f)]
+    if not all(np.isfinite(v) and v > 0 for v in s):
+        raise CalibrationError(f"{path}: the stored pixel size {s} is not positive. Fix: pass nm_per_px=<pixel size in nm>.")
+    if abs(s[0]-s[1]) > SQUARE_RTOL*max(s):
+        raise CalibrationError(f"{path}: pixels are not square (y {s[0]:.5g} nm, x {s[1]:.5g} nm per px). "
+                               "Fix: resample the image to square pixels (e.g. skimage.transform.rescale) and pass nm_per_px.")
+    return float(np.mean(s))
+
+# %% ../nbs/00_io.ipynb
+def _to_grey(data, path, n_axes=2):
+    "2-D array from a grey or RGB(A) image (colour as a last dimension not described by an axis) with equal channels."
+    if data.ndim == 3 and data.shape[-1] in (3, 4) and n_axes == 2:
+        rgb = data[..., :3]
+        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+            raise MicrographError(f"{path}: colour image with different R, G, B channels (an overlay or a false-colour "
+                                  "export?). Fix: load the original greyscale micrograph.")
+        return rgb[..., 0]
+    return data
+
+def _metadata(sig, path):
+    "Acquisition facts worth keeping: title, date, instrument, kV, magnification."
+    md, out = sig.get('metadata', {}) or {}, {}
+    g = md.get('General', {}); tem = md.get('Acquisition_instrument', {}).get('TEM', {})
+    for k, v in [('title', g.get('title')), ('date', g.get('date')), ('time', g.get('time')),
+                 ('instrument', tem.get('microscope')), ('voltage_kV', tem.get('beam_energy')),
+                 ('magnification', tem.get('magnification')), ('camera_length', tem.get('camera_length'))]:
+        if v not in (None, ''): out[k] = v
+    out['format'] = Path(path).suffix.lower().lstrip('.')
+    return out
+
+# %% ../nbs/00_io.ipynb
+def load_micrograph(path, # file: .dm3 .dm4 .emd .emi .ser .tif .tiff .hspy .png .jpg
+                    nm_per_px:float|None=None, # pixel size in nm; overrides the file's calibration (recorded as 'user')
+                    signal:str|int|None=None, # which image, for files that hold several (title or index)
+                    frame:int|None=None, # which frame, for files that hold a stack/series
+                   )->Micrograph:
+    "Read a micrograph with its pixel size in nm from the file's metadata (or `nm_per_px`), refusing what it cannot trust."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"{path}: no such file.")
+    if path.stat().st_size == 0: raise MicrographError(f"{path}: the file is empty (0 bytes). Fix: copy it again from the microscope PC.")
+    try: sigs = _read_signals(path)
+    except MicrographError: raise
+    except Exception as e:
+        raise MicrographError(f"{path}: could not be read as {path.suffix} ({type(e).__name__}: {e}). "
+                              "Fix: check the file is complete and really of this format (re-export it if needed).") from e
+    sig = _choose_signal(sigs, path, signal)
+    data = _to_grey(np.asarray(sig['data']), path, len(sig['axes']))
+    if data.ndim == 3:
+        if frame is None:
+            raise MicrographError(f"{path}: the file holds a stack of {data.shape[0]} frames. "
+                                  f"Fix: choose one with frame=<0..{data.shape[0]-1}>.")
+        if not -data.shape[0] <= frame < data.shape[0]:
+            raise MicrographError(f"{path}: frame={frame} out of range (0..{data.shape[0]-1}).")
+        data = data[frame]
+    elif frame not in (None, 0):
+        raise MicrographError(f"{path}: frame={frame} given but the file holds a single image.")
+    md = _metadata(sig, path)
+    if nm_per_px is None: s, src = _file_calibration(sig, path), 'metadata'
+    else:
+        try: md['file_nm_per_px'] = _file_calibration(sig, path)
+        except CalibrationError: pass
+        s, src = nm_per_px, 'user'
+    if not (np.isfinite(s) and s > 0): raise CalibrationError(f"{path}: nm_per_px={s!r} is not a valid pixel size (> 0).")
+    return Micrograph(_check_image(data, str(path)), float(s), str(path), src, md)
+
+# %% ../nbs/00_io.ipynb
+def atomic_write(path, # destination file
+                 write, # function that writes to the temporary path it is given
+                 overwrite:bool=False, # replace an existing file
+                ):
+    "Write `path` atomically via `write(tmp_path)`; refuse to replace an existing file unless `overwrite`."
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; hrtem_np never overwrites silently. Fix: pass overwrite=True or choose another path.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp): os.remove(tmp)
+    return path
+
+# %% ../nbs/00_io.ipynb
+def save_micrograph(m:Micrograph, # the micrograph to save
+                    path, # .tif/.tiff destination
+                    overwrite:bool=False, # replace an existing file
+                    dtype=np.float32, # pixel type written (labels: np.int32 / np.uint16)
+                   ):
+    "Save as an ImageJ TIFF calibrated in nm (readable by ImageJ/Fiji, HyperSpy and `load_micrograph`)."
+    import tifffile
+    if Path(path).suffix.lower() not in ('.tif', '.tiff'): raise ValueError(f"{path}: save_micrograph writes .tif/.tiff only.")
+    res = (1/m.nm_per_px, 1/m.nm_per_px)
+    md = {'unit': 'nm', 'hrtem_np': json.dumps({k: v for k, v in m.metadata.items() if isinstance(v, (str, int, float, bool))})}
+    write = lambda p: tifffile.imwrite(p, np.asarray(m.image).astype(dtype), imagej=True, resolution=res, metadata=md)
+    return atomic_write(path, write, overwrite)
+
+# %% ../nbs/00_io.ipynb
+def show_micrograph(m:Micrograph, # the micrograph
+                    ax=None, # matplotlib axes to draw on (a new figure if None)
+                    scalebar:bool=True, # draw a scale bar in nm
+                    cmap:str='gray', # colour map
+                    percentiles=(0.5, 99.5), # contrast stretch between these intensity percentiles
+                   ):
+    "Show a micrograph with a scale bar; returns the figure."
+    import matplotlib.pyplot as plt
+    from matplotlib_scalebar.scalebar import ScaleBar
+    if ax is None: _, ax = plt.subplots(figsize=(4, 4))
+    lo, hi = np.percentile(m.image, percentiles)
+    ax.imshow(m.image, cmap=cmap, vmin=lo, vmax=hi, interpolation='nearest')
+    ax.set_axis_off()
+    if scalebar and m.nm_per_px:
+        ax.add_artist(ScaleBar(m.nm_per_px, 'nm', location='lower right', box_alpha=0.6))
+    title = Path(m.source).name if m.source else ''
+    ax.set_title(f"{title} {m.nm_per_px:.4g} nm/px".strip(), fontsize=9)
+    return ax.figure
