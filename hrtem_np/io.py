@@ -279,6 +279,8 @@ def atomic_write(path, # destination file
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0); os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)

@@ -1,0 +1,133 @@
+"""Reproduce the shipped segmentation model end to end from a seed, on a CPU (or a GPU when there is one).
+
+    python tools/train_shipped_model.py simulate --n 480 --n-valid 48   # domain-randomised simulated micrographs
+    python tools/train_shipped_model.py train --hours 1.2               # resumable: checkpoints every epoch
+    python tools/train_shipped_model.py export                          # fp16 safetensors + model card into hrtem_np/models/
+
+Every stage is resumable: re-running `simulate` only makes the missing images; `train` continues from the last
+checkpoint in work_data/checkpoints. Data live in work_data/ (ignored by git; about 1 GB for 500 images).
+"""
+import argparse, json, math, os, sys, time
+from pathlib import Path
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT/'work_data'
+WORKING_NM_PER_PX = 0.07   # the network's pixel size (nm): a 1 nm particle is ~14 px across
+CROP_PX = 192              # training crop at the working scale (13.4 nm)
+MIN_FOV_NM = 15.0          # every simulated image is at least this wide, so crops (with scale jitter) fit
+
+def _conditions(seed, i):
+    "Domain-randomised conditions for image i; the field of view is widened so it covers MIN_FOV_NM."
+    from hrtem_np.synth import random_conditions
+    p = random_conditions(np.random.default_rng([seed, i]))['nm_per_px']
+    side = int(min(768, max(256, math.ceil(MIN_FOV_NM/p))))
+    return random_conditions(np.random.default_rng([seed, i]), shape=(side, side))
+
+def simulate(n, seed, out):
+    "Simulate n micrographs (resumable) as npz: image, labels, nm_per_px, conditions."
+    from hrtem_np.synth import simulate_micrograph
+    out.mkdir(parents=True, exist_ok=True)
+    t0, made = time.time(), 0
+    for i in range(n):
+        f = out/f'{i:05d}.npz'
+        if f.exists(): continue
+        c = _conditions(seed, i)
+        m, labels, truth = simulate_micrograph(**c, seed=int(seed*100000 + i))
+        tmp = f.with_suffix('.tmp.npz')
+        np.savez_compressed(tmp, image=m.image, labels=labels.astype(np.int32), nm_per_px=m.nm_per_px,
+                            conditions=json.dumps({k: v for k, v in c.items()}, default=str))
+        os.replace(tmp, f); made += 1
+        if made % 20 == 0: print(f"{out.name}: {i+1}/{n} ({(time.time()-t0)/made:.1f} s/image)", flush=True)
+    print(f"{out.name}: {n} images ready ({made} new, {time.time()-t0:.0f} s)", flush=True)
+
+def load_items(folder):
+    "(Micrograph, mask) pairs from a simulated folder."
+    from hrtem_np.io import Micrograph
+    items = []
+    for f in sorted(Path(folder).glob('*.npz')):
+        z = np.load(f)
+        items.append((Micrograph(z['image'], float(z['nm_per_px']), str(f), 'metadata'), z['labels'] > 0))
+    return items
+
+def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16):
+    "Train (resumably) at the working scale; a checkpoint is written after every epoch."
+    import torch
+    from fastai.callback.tracker import SaveModelCallback
+    from fastai.callback.core import Callback
+
+    class CPUBFloat16(Callback):
+        "bfloat16 autocast on the CPU (about 2× faster training steps on CPUs with avx512_bf16); fastai's own is CUDA-only."
+        order = 10
+        def before_batch(self): self._ac = torch.autocast('cpu', dtype=torch.bfloat16); self._ac.__enter__()
+        def after_pred(self): self.learn.pred = self.pred.float()
+        def after_loss(self): self._ac.__exit__(None, None, None)
+
+    from hrtem_np.segment import segmenter_learner
+    torch.set_num_threads(threads)
+    train_items, valid_items = load_items(DATA/'train'), load_items(DATA/'valid')
+    print(f"{len(train_items)} training, {len(valid_items)} validation micrographs", flush=True)
+    learn = segmenter_learner(train_items, valid_items, arch=arch, pretrained=None, working_nm_per_px=WORKING_NM_PER_PX,
+                              crop_px=CROP_PX, bs=bs, cut=cut, seed=seed, invert_p=0.1, crops_per_epoch=bs*steps)
+    learn.path = DATA; learn.model_dir = 'checkpoints'
+    ck = DATA/'checkpoints'; state = ck/'state.json'
+    done = json.loads(state.read_text())['epochs_done'] if state.exists() else 0
+    if done: learn.load('last', with_opt=True); print(f"resuming after epoch {done}", flush=True)
+    deadline = time.time() + hours*3600
+
+    class Checkpoint(Callback):
+        order = 90
+        def after_epoch(self):
+            self.learn.save('last', with_opt=True)
+            n = done + self.epoch + 1
+            vals = dict(zip(self.recorder.metric_names[1:-1], [float(v) for v in self.recorder.values[-1]]))
+            hist = json.loads(state.read_text())['history'] if state.exists() else []
+            state.write_text(json.dumps(dict(epochs_done=n, history=hist + [dict(epoch=n, **vals, time=time.time())]), indent=1))
+            if time.time() > deadline: raise __import__('fastai.callback.core', fromlist=['CancelFitException']).CancelFitException()
+
+    remaining = epochs - done
+    if remaining <= 0: print("all epochs done"); return
+    # one-cycle over the remaining epochs (a resumed run restarts the schedule on what is left)
+    cbs = [Checkpoint(), SaveModelCallback(monitor='dice', comp=np.greater, fname='best', with_opt=False)]
+    if bf16: cbs.append(CPUBFloat16())
+    learn.fit_one_cycle(remaining, lr, cbs=cbs)
+
+def export(arch, cut):
+    "Write the best checkpoint as the shipped fp16 model + card."
+    import torch
+    from hrtem_np.segment import segmenter_learner, save_model
+    valid_items = load_items(DATA/'valid')
+    learn = segmenter_learner(valid_items[:4], valid_items[:4], arch=arch, pretrained=None, working_nm_per_px=WORKING_NM_PER_PX,
+                              crop_px=CROP_PX, bs=2, cut=cut)
+    learn.path = DATA; learn.model_dir = 'checkpoints'
+    learn.load('best', with_opt=False)
+    hist = json.loads((DATA/'checkpoints'/'state.json').read_text())['history']
+    best = max(hist, key=lambda h: h.get('dice', 0))
+    card = learn.segmenter_card
+    card['training'].update(data=f"{len(list((DATA/'train').glob('*.npz')))} domain-randomised simulated micrographs "
+                                 "(hrtem_np.synth.random_conditions, seed 1; numpy engine)",
+                            epochs=len(hist), best_epoch=best['epoch'], crop_px=CROP_PX, recipe='tools/train_shipped_model.py')
+    card['metrics'] = dict(dice=best.get('dice'), iou=best.get('jaccard_coeff'), valid_loss=best.get('valid_loss'),
+                           on='validation crops of 48 held-out simulated micrographs at the working scale')
+    out = ROOT/'hrtem_np'/'models'/'hrtem_unet'
+    out.parent.mkdir(exist_ok=True)
+    save_model(learn, out, card=card, half=True)
+    print("exported", out)
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('stage', choices=['simulate', 'train', 'export'])
+    ap.add_argument('--n', type=int, default=480); ap.add_argument('--n-valid', type=int, default=48)
+    ap.add_argument('--seed', type=int, default=1)
+    ap.add_argument('--hours', type=float, default=1.0); ap.add_argument('--epochs', type=int, default=30)
+    ap.add_argument('--lr', type=float, default=2e-3); ap.add_argument('--arch', default='resnet18')
+    ap.add_argument('--cut', type=int, default=None); ap.add_argument('--bs', type=int, default=8)
+    ap.add_argument('--threads', type=int, default=1); ap.add_argument('--steps', type=int, default=50, help='steps per epoch')
+    ap.add_argument('--bf16', action='store_true', help='bfloat16 autocast on the CPU')
+    a = ap.parse_args()
+    os.environ.setdefault('OMP_NUM_THREADS', str(a.threads))
+    if a.stage == 'simulate':
+        simulate(a.n_valid, a.seed + 1000, DATA/'valid')
+        simulate(a.n, a.seed, DATA/'train')
+    elif a.stage == 'train': train(a.hours, a.epochs, a.lr, a.arch, a.cut, a.bs, a.threads, a.seed, a.steps, a.bf16)
+    else: export(a.arch, a.cut)
