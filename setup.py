@@ -37,7 +37,7 @@ setuptools.setup(
     include_package_data=True,
     package_data={cfg['lib_path']: ['models/*', 'data/*']},
     install_requires=requirements,
-    extras_require={'dev': dev_requirements, 'abtem': ['abtem'], 'dask': ['dask[distributed]']},
+    extras_require={'dev': dev_requirements, 'abtem': ['abtem>=1.0.10,<2'], 'dask': ['dask[distributed]']},
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + cfg['min_python'],
     long_description=open('README.md', encoding='utf-8').read(),
