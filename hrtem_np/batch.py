@@ -10,10 +10,11 @@ import hashlib, json, os, time, warnings
 import numpy as np
 import pandas as pd
 from .io import Micrograph, load_micrograph, as_micrograph, save_micrograph, atomic_write, SUPPORTED_EXTENSIONS
+from .corrections import CORRECTIONS_FILE, CorrectionsError, apply_corrections_file, file_sha256
 
 # %% auto 0
-__all__ = ['IMAGE_COLUMNS', 'find_micrographs', 'file_sha256', 'environment_info', 'analysis_options', 'Analysis', 'analyze',
-           'BatchResult', 'BatchError', 'analyze_folder']
+__all__ = ['IMAGE_COLUMNS', 'find_micrographs', 'environment_info', 'analysis_options', 'Analysis', 'analyze', 'BatchResult',
+           'BatchError', 'analyze_folder']
 
 # %% ../nbs/08_batch.ipynb
 def _expand(folder_or_paths, pattern:str='*', recursive:bool=False):
@@ -56,15 +57,6 @@ def _image_keys(paths:list)->list:
     return list(zip(names, keys))
 
 # %% ../nbs/08_batch.ipynb
-def file_sha256(path, # file to hash
-                chunk_bytes:int=1<<20, # read size; the file is streamed, never loaded whole
-               )->str:
-    "SHA-256 of a file's bytes, as 64 hex digits."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for b in iter(lambda: f.read(chunk_bytes), b''): h.update(b)
-    return h.hexdigest()
-
 def _options_key(options:dict)->str:
     "Short hash of the options that change results (the model's file path does not; its SHA-256 does)."
     relevant = {k: v for k, v in options.items() if k != 'model'}
@@ -215,10 +207,12 @@ def analyze(source, # a micrograph file, a `Micrograph`, or a 2-D array (then nm
     return Analysis(m, mask, labels.astype(np.int32), parts, opts, prov)
 
 # %% ../nbs/08_batch.ipynb
-IMAGE_COLUMNS = ['image', 'status', 'error', 'note', 'n_particles', 'nm_per_px', 'calibration_source', 'height_px',
-                 'width_px', 'load_s', 'segment_s', 'measure_s', 'crystal_s', 'write_s', 'total_s', 'sha256',
-                 'size_bytes', 'options_key', 'output_dir', 'path']  # columns of images.csv, in order
+IMAGE_COLUMNS = ['image', 'status', 'error', 'note', 'corrected', 'corrections_note', 'n_particles', 'nm_per_px',
+                 'calibration_source', 'height_px', 'width_px', 'load_s', 'segment_s', 'measure_s', 'crystal_s', 'write_s',
+                 'total_s', 'sha256', 'size_bytes', 'corrections_sha256', 'options_key', 'output_dir',
+                 'path']  # columns of images.csv, in order
 _IMAGE_FILES = ('result.json', 'labels.tif', 'mask.tif', 'particles.csv', 'overlay.png')  # what a batch writes per image
+_CORRECTED_FILES = ('particles_corrected.csv', 'labels_corrected.tif')  # written beside them when a review is replayed
 
 def _write_json(path, obj, overwrite=False):
     "Write `obj` as indented JSON, atomically."
@@ -241,19 +235,48 @@ def _save_overlay(m:Micrograph, labels:np.ndarray, parts:pd.DataFrame, path):
     try: save_figure(fig, path, dpi=150, data=False, overwrite=True)
     finally: plt.close(fig)
 
+def _save_image(path, m:Micrograph, arr:np.ndarray, what:str, dtype=None):
+    "Write a label image or mask as a calibrated TIFF (atomically); labels as uint16 when they fit, as ImageJ reads them."
+    if dtype is None: dtype = np.uint16 if int(np.max(arr, initial=0)) <= 65535 else np.float32
+    save_micrograph(Micrograph(np.asarray(arr), m.nm_per_px, m.source, m.calibration_source, {'content': what}),
+                    path, overwrite=True, dtype=dtype)
+
+def _save_table(path, parts:pd.DataFrame, name:str):
+    "Write a per-image particle table with its `image` column first (atomically)."
+    out = parts.copy(); out.insert(0, 'image', name)
+    atomic_write(path, lambda p: out.to_csv(p, index=False), overwrite=True)
+
 def _write_image_outputs(d:Path, m:Micrograph, mask, labels, parts:pd.DataFrame, name:str, overlays:bool)->str:
     "Write labels.tif, mask.tif, particles.csv (and overlay.png) into `d`; returns a note ('' when all went well)."
-    dtype = np.uint16 if int(np.max(labels, initial=0)) <= 65535 else np.float32  # what ImageJ TIFFs can hold exactly
-    for arr, f, dt, what in [(labels, 'labels.tif', dtype, 'particle labels (0 = background)'),
-                             (mask, 'mask.tif', np.uint8, 'segmentation mask before splitting and selection (1 = particle)')]:
-        save_micrograph(Micrograph(np.asarray(arr), m.nm_per_px, m.source, m.calibration_source, {'content': what}),
-                        d/f, overwrite=True, dtype=dt)
-    out = parts.copy(); out.insert(0, 'image', name)
-    atomic_write(d/'particles.csv', lambda p: out.to_csv(p, index=False), overwrite=True)
+    _save_image(d/'labels.tif', m, labels, 'particle labels (0 = background)')
+    _save_image(d/'mask.tif', m, mask, 'segmentation mask before splitting and selection (1 = particle)', np.uint8)
+    _save_table(d/'particles.csv', parts, name)
     if not overlays: return ''
     try: _save_overlay(m, labels, parts, d/'overlay.png')
     except Exception as e: return f"overlay not drawn ({type(e).__name__}: {e})"
     return ''
+
+# %% ../nbs/08_batch.ipynb
+def _apply_image_corrections(d:Path, # the image's output folder
+                             name:str, # its `image` name in the tables
+                             raw, # () → (micrograph, mask, labels, particles): the image's raw results
+                            )->dict: # corrected, corrections_note, corrections_sha256 (+ n_particles when corrected)
+    "Replay d/corrections.json (if any) on the raw results; write the corrected files, or remove stale ones."
+    f = d/CORRECTIONS_FILE
+    out = dict(corrected=False, corrections_note='', corrections_sha256=None)
+    if f.exists():
+        out['corrections_sha256'] = file_sha256(f)
+        try:
+            m, mask, labels, parts = raw()
+            r = apply_corrections_file(f, labels, parts, m, mask, strict=True)
+            _save_image(d/'labels_corrected.tif', m, r.labels, 'particle labels after review corrections (0 = background)')
+            _save_table(d/'particles_corrected.csv', r.particles, name)
+            return {**out, 'corrected': True, 'corrections_note': r.note, 'n_particles': len(r.particles)}
+        except Exception as e:
+            why = str(e) if isinstance(e, CorrectionsError) else f"{type(e).__name__}: {e}"
+            out['corrections_note'] = f"{f.name} NOT applied: {why}"
+    for n in _CORRECTED_FILES: (d/n).unlink(missing_ok=True)
+    return out
 
 # %% ../nbs/08_batch.ipynb
 def _earlier_result(d:Path, # the image's output folder
@@ -273,6 +296,26 @@ def _earlier_result(d:Path, # the image's output folder
            else 'made with other options' if prev.get('options_key') != row['options_key'] else 'of an earlier run')
     return None, f"{d} holds results {why}. Fix: pass overwrite=True (CLI: --overwrite) to replace them, or use another out_dir."
 
+def _refresh_corrections(d:Path, # the image's output folder
+                         row:dict, # its reused ('skipped') row, from the earlier result.json
+                         opts:dict, # from `analysis_options` (to load the micrograph again)
+                        )->dict:
+    "The reused row, with corrections.json replayed on the earlier raw results if it was added, changed or removed since."
+    f = d/CORRECTIONS_FILE
+    sha, before = (file_sha256(f) if f.exists() else None), row.get('corrections_sha256')
+    if sha == before and (not row.get('corrected') or all((d/n).exists() for n in _CORRECTED_FILES)):
+        return {**row, 'corrected': bool(row.get('corrected')), 'corrections_note': row.get('corrections_note') or ''}
+    def raw():
+        import tifffile
+        mask = tifffile.imread(d/'mask.tif') > 0 if (d/'mask.tif').exists() else None
+        return (_load(row['path'], opts), mask, tifffile.imread(d/'labels.tif').astype(np.int32),
+                _read_particles(d/'particles.csv').drop(columns='image', errors='ignore'))
+    upd = _apply_image_corrections(d, row['image'], raw)
+    if not upd['corrected']: upd['n_particles'] = len(_read_particles(d/'particles.csv'))
+    _write_json(d/'result.json', {**(_read_json(d/'result.json') or {}), **upd}, overwrite=True)
+    what = 'added' if before is None else 'removed' if sha is None else 'changed'
+    return {**row, **upd, 'note': f"{row.get('note') or ''}; {CORRECTIONS_FILE} {what} since: replayed on them"}
+
 def _analyze_file(path, # input file
                   name:str, # its `image` name in the tables
                   key:str, # its output folder: out_dir/images/<key>
@@ -286,22 +329,23 @@ def _analyze_file(path, # input file
     "Analyse one file into out_dir/images/<key>/ and return its `images.csv` row; a bad input gives status 'failed'."
     t0, path, d = time.perf_counter(), Path(path), Path(out_dir)/'images'/key
     row = dict.fromkeys(IMAGE_COLUMNS); row.update(image=name, status='failed', error='', note='', n_particles=0,
-                                                   options_key=_options_key(opts), output_dir=f'images/{key}',
-                                                   path=str(path.resolve()))
+                                                   corrected=False, corrections_note='', options_key=_options_key(opts),
+                                                   output_dir=f'images/{key}', path=str(path.resolve()))
     try:
         if not path.is_file(): raise FileNotFoundError(f"{path}: no such file.")
         row.update(size_bytes=path.stat().st_size, sha256=file_sha256(path))
         reused, refused = _earlier_result(d, row, resume, overwrite)
-        if reused: return reused
+        if reused: return _refresh_corrections(d, reused, opts)
         if refused: return {**row, 'error': f"FileExistsError: {refused}", 'total_s': time.perf_counter() - t0}
-        for f in _IMAGE_FILES: (d/f).unlink(missing_ok=True)  # result.json first: a crash now leaves 'not done'
+        for f in _IMAGE_FILES + _CORRECTED_FILES: (d/f).unlink(missing_ok=True)  # result.json first: a crash now leaves 'not done'
         m = _load(path, opts)
         row.update(load_s=time.perf_counter() - t0, nm_per_px=m.nm_per_px, calibration_source=m.calibration_source,
                    height_px=m.shape[0], width_px=m.shape[1])
         mask, labels, parts, t = _run_pipeline(m, model, opts)
         t1 = time.perf_counter()
         note = _write_image_outputs(d, m, mask, labels, parts, name, overlays)
-        row.update(t, status='ok', n_particles=len(parts), note=note, write_s=time.perf_counter() - t1)
+        row.update(t, status='ok', n_particles=len(parts), note=note)
+        row.update(_apply_image_corrections(d, name, lambda: (m, mask, labels, parts)), write_s=time.perf_counter() - t1)
     except Exception as e:
         row['error'] = f"{type(e).__name__}: {e}"
     row['total_s'] = time.perf_counter() - t0
@@ -323,7 +367,8 @@ def _mp_context():
     import multiprocessing as mp
     if 'forkserver' not in mp.get_all_start_methods(): return mp.get_context('spawn')
     ctx = mp.get_context('forkserver')
-    ctx.set_forkserver_preload(['hrtem_np.batch', 'hrtem_np.segment', 'hrtem_np.particles', 'hrtem_np.plots'])
+    ctx.set_forkserver_preload(['hrtem_np.batch', 'hrtem_np.segment', 'hrtem_np.particles', 'hrtem_np.plots',
+                                'hrtem_np.corrections'])
     return ctx
 
 def _analyze_file_in_worker(*args, **kwargs):
@@ -335,7 +380,7 @@ def _crash_row(task:tuple, exc:BaseException)->dict:
     path, name, key = task[:3]
     row = dict.fromkeys(IMAGE_COLUMNS)
     row.update(image=name, status='failed', n_particles=0, output_dir=f'images/{key}', path=str(Path(path).resolve()),
-               error=f"worker failed: {type(exc).__name__}: {exc}", note='')
+               error=f"worker failed: {type(exc).__name__}: {exc}", note='', corrected=False, corrections_note='')
     return row
 
 # %% ../nbs/08_batch.ipynb
@@ -406,10 +451,15 @@ def _read_particles(path)->pd.DataFrame:
     cols = pd.read_csv(path, nrows=0).columns
     return pd.read_csv(path, dtype={c: str for c in cols if c.startswith('hkl') or c in ('image', 'zone_axis', 'reason')})
 
+def _result_file(out_dir:Path, row, raw_name:str)->Path:
+    "The image's corrected file (particles_corrected.csv, labels_corrected.tif) when it was corrected, else the raw one."
+    d = out_dir/row['output_dir']
+    return d/raw_name.replace('.', '_corrected.') if bool(row['corrected']) else d/raw_name
+
 def _gather_particles(out_dir:Path, images:pd.DataFrame)->pd.DataFrame:
-    "All particles of the images analysed now or reused, in input order, from their per-image particles.csv."
+    "All particles of the images analysed now or reused, in input order, from their per-image (corrected) tables."
     from hrtem_np.particles import empty_particle_table
-    tables = [_read_particles(out_dir/d/'particles.csv') for d in _done(images)['output_dir']]
+    tables = [_read_particles(_result_file(out_dir, r, 'particles.csv')) for _, r in _done(images).iterrows()]
     found = [t for t in tables if len(t)]
     if found: return pd.concat(found, ignore_index=True)
     if tables: return tables[0]  # no particle anywhere: the columns of the (empty) per-image table
@@ -434,7 +484,7 @@ def _batch_figure(out_dir:Path, images:pd.DataFrame, particles:pd.DataFrame, opt
     done = _done(images)
     best = done.loc[done['n_particles'].astype(int).idxmax()]
     m = _load(best['path'], opts)
-    labels = tifffile.imread(out_dir/best['output_dir']/'labels.tif')
+    labels = tifffile.imread(_result_file(out_dir, best, 'labels.tif'))
     own = particles[particles['image'] == best['image']].drop(columns='image')
     with publication_style('double'):
         w = COLUMN_WIDTH_IN['double']
@@ -467,7 +517,8 @@ def _write_tables(out_dir:Path, images:pd.DataFrame, particles:pd.DataFrame, pro
     if parquet:
         files['parquet'] = out_dir/'particles.parquet'
         atomic_write(files['parquet'], lambda p: particles.to_parquet(p, index=False), overwrite=True)
-    prov['outputs'] = sorted(f.name for f in files.values()) + ['images/<key>/{' + ', '.join(_IMAGE_FILES) + '}']
+    prov['outputs'] = sorted(f.name for f in files.values()) + ['images/<key>/{' + ', '.join(_IMAGE_FILES) + '}',
+                       'images/<key>/{' + ', '.join(_CORRECTED_FILES) + '} (images with review corrections)']
     _write_json(files['provenance'], prov, overwrite=True)
     return files
 
@@ -489,15 +540,24 @@ class BatchResult:
     @property
     def n_skipped(self)->int: return self._n('skipped')
     @property
+    def n_corrected(self)->int: return int(self.images['corrected'].sum())  # images whose review corrections were applied
+    @property
     def failed(self)->pd.DataFrame:
         "The failed inputs and why."
         return self.images.loc[self.images['status'] == 'failed', ['image', 'error']].reset_index(drop=True)
+    @property
+    def corrections_not_applied(self)->pd.DataFrame:
+        "The images whose corrections.json was not applied, and why."
+        bad = self.images['corrections_sha256'].notna() & ~self.images['corrected']
+        return self.images.loc[bad, ['image', 'corrections_note']].reset_index(drop=True)
 
     def summary(self)->str:
-        "A few lines: counts, where the results are, and each failure's reason."
+        "A few lines: counts, where the results are, each failure's reason and each corrections file not applied."
         s = (f"{len(self.images)} inputs: {self.n_ok} analysed, {self.n_skipped} skipped (reused or not micrographs), "
              f"{self.n_failed} failed; {len(self.particles)} particles → {self.out_dir}")
+        if self.n_corrected: s += f"\n  review corrections applied to {self.n_corrected} image(s)"
         for _, r in self.failed.iterrows(): s += f"\n  FAILED {r['image']}: {r['error']}"
+        for _, r in self.corrections_not_applied.iterrows(): s += f"\n  CORRECTIONS NOT APPLIED {r['image']}: {r['corrections_note']}"
         return s
     __repr__ = summary
 
@@ -508,13 +568,14 @@ class BatchError(RuntimeError):
 def _other_row(path:Path, name:str)->dict:
     "images.csv row of a file in a folder that is not a micrograph type."
     row = dict.fromkeys(IMAGE_COLUMNS)
-    row.update(image=name, status='skipped', error='', n_particles=0, path=str(path.resolve()),
+    row.update(image=name, status='skipped', error='', n_particles=0, path=str(path.resolve()), corrected=False,
+               corrections_note='',
                note=f"not a micrograph file type ('{path.suffix}'); readable: {' '.join(SUPPORTED_EXTENSIONS)}")
     return row
 
 def _provenance(opts:dict, card:dict, images:pd.DataFrame, run:dict)->dict:
     "The record of a batch: versions, model, options, run and each input's SHA-256 and status."
-    cols = ['image', 'path', 'sha256', 'size_bytes', 'status', 'error']
+    cols = ['image', 'path', 'sha256', 'size_bytes', 'status', 'error', 'corrections_sha256', 'corrected']
     inputs = images[cols].astype(object).where(images[cols].notna(), None).to_dict('records')
     return dict(created=time.strftime('%Y-%m-%dT%H:%M:%S%z'), environment=environment_info(), model=card,
                 options=opts, options_key=_options_key(opts), run=run, inputs=inputs)
@@ -561,6 +622,7 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
             bar.set_postfix(failed=sum(r is not None and r['status'] == 'failed' for r in rows))
     rows += [_other_row(p, n) for p, (n, _) in zip(others, names[len(files):])]
     images = pd.DataFrame(rows, columns=IMAGE_COLUMNS)
+    images['corrected'], images['corrections_note'] = images['corrected'].eq(True), images['corrections_note'].fillna('')
     particles = _gather_particles(out_dir, images)
     mode = 'dask' if client is not None else 'process pool' if workers > 1 and len(tasks) > 1 else 'serial'
     run = dict(started=started, wall_s=round(time.perf_counter() - t0, 3), mode=mode,
@@ -578,6 +640,10 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
             plt.close(fig)
         except Exception as e: prov['figure_note'] = f"summary figure not drawn ({type(e).__name__}: {e})"
     res = BatchResult(out_dir, images, particles, _write_tables(out_dir, images, particles, prov, parquet, figs), prov)
+    stale = res.corrections_not_applied
+    if len(stale):
+        warnings.warn(f"review corrections of {len(stale)} image(s) not applied (they do not fit these results; see "
+                      f"corrections_note in {out_dir/'images.csv'}): " + '; '.join(f"{i}: {n}" for i, n in stale.values))
     if res.n_failed:
         if raise_on_failure: raise BatchError(res.summary())
         warnings.warn(f"{res.n_failed} of {len(images)} inputs failed; see result.failed or {out_dir/'images.csv'}.")

@@ -224,3 +224,86 @@ def test_dask_local_cluster_equals_serial(folder, tmp_path):
     cols = ['image', 'status', 'n_particles', 'error', 'sha256']
     pd.testing.assert_frame_equal(par.images[cols], serial.images[cols])
     assert par.provenance['run']['mode'] == 'dask' and par.provenance['run']['workers'] == 2
+
+
+# --- review corrections (corrections.json beside an image's results) are replayed by analyze_folder -----------------
+
+def _review_exclude(out, image, label=None):
+    "Exclude one particle of `image` with the review API on the output folder, save corrections.json; the label."
+    from hrtem_np.widgets import Reviewer
+    rv = Reviewer(out)
+    rv.select_image(image)
+    label = int(rv.current_table()['label'].iloc[0]) if label is None else label
+    rv.exclude(label)
+    return label, rv, rv.save(overwrite=True)
+
+
+def test_review_corrections_are_replayed(folder, tmp_path):
+    from hrtem_np.corrections import load_corrections
+    import tifffile
+    out, inputs = tmp_path/'out', [folder/'a.tif', folder/'b.tif']
+    first = analyze_folder(inputs, out, **FAST)
+    d = out/'images'/'b'
+    raw = {f: (d/f).read_bytes() for f in ('labels.tif', 'mask.tif', 'particles.csv')}
+    x, rv, f = _review_exclude(out, 'b.tif')
+    assert f == d/'corrections.json' and load_corrections(f).exclude == [x]
+    again = analyze_folder(inputs, out, **FAST)                               # nothing re-segmented, the review replayed
+    im = again.images.set_index('image')
+    assert list(im['status']) == ['skipped', 'skipped'] and list(im['corrected']) == [False, True]
+    assert list(im['n_particles']) == [2, 2] and 'replayed' in im.loc['b.tif', 'note']
+    assert im.loc['b.tif', 'corrections_sha256'] == _sha(f) and '1 excluded' in im.loc['b.tif', 'corrections_note']
+    top = pd.read_csv(out/'particles.csv')
+    assert len(top) == 4 and x not in set(top.loc[top['image'] == 'b.tif', 'label'])
+    assert len(pd.read_excel(out/'summary.xlsx', sheet_name='particles')) == 4
+    kept = first.particles[(first.particles['image'] == 'b.tif') & (first.particles['label'] != x)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(again.particles[again.particles['image'] == 'b.tif'].reset_index(drop=True), kept)
+    assert {f: (d/f).read_bytes() for f in raw} == raw                        # raw results never overwritten
+    assert len(pd.read_csv(d/'particles.csv')) == 3
+    corrected = pd.read_csv(d/'particles_corrected.csv')
+    assert len(corrected) == 2 and x not in set(corrected['label'])
+    lab, lab_c = tifffile.imread(d/'labels.tif'), tifffile.imread(d/'labels_corrected.tif')
+    assert (lab == x).sum() > 200 and (lab_c == x).sum() == 0 and np.array_equal(np.where(lab == x, 0, lab), lab_c)
+    # unchanged review: not replayed again
+    mtime = (d/'particles_corrected.csv').stat().st_mtime_ns
+    pd.testing.assert_frame_equal(analyze_folder(inputs, out, **FAST).particles, again.particles)
+    assert (d/'particles_corrected.csv').stat().st_mtime_ns == mtime
+    # a changed review (x back, another one out) is noticed by its SHA-256 and replayed
+    rv.reset(x); y = int(rv.current_table()['label'].iloc[-1]); rv.exclude(y); rv.save()
+    third = analyze_folder(inputs, out, **FAST)
+    b = third.particles[third.particles['image'] == 'b.tif']
+    assert x in set(b['label']) and y not in set(b['label']) and len(b) == 2
+    assert 'changed since' in third.images.set_index('image').loc['b.tif', 'note']
+    # the review removed: the raw table again, corrected files gone
+    f.unlink()
+    fourth = analyze_folder(inputs, out, **FAST)
+    assert not fourth.images['corrected'].any() and fourth.images['corrections_sha256'].isna().all()
+    assert not (d/'particles_corrected.csv').exists() and not (d/'labels_corrected.tif').exists()
+    pd.testing.assert_frame_equal(fourth.particles, first.particles)
+
+
+def test_corrections_that_do_not_fit_are_reported(tmp_path):
+    "A review of a run made with other options (other labels) is reported in images.csv and a warning, not applied."
+    src = tmp_path/'src'; src.mkdir()
+    save_micrograph(Micrograph(_disks([(40, 40), (90, 80)]), NM_PER_PX), src/'a.tif')
+    img = _disks([(40, 40), (90, 90)], seed=3); img[disk((40, 95), 4)] -= 0.6   # + a 0.8 nm particle
+    save_micrograph(Micrograph(img, NM_PER_PX), src/'c.tif')
+    out = tmp_path/'out'
+    first = analyze_folder(src, out, **FAST)
+    assert list(first.images['n_particles']) == [2, 3]
+    _review_exclude(out, 'c.tif')
+    f = out/'images'/'c'/'corrections.json'
+    text = f.read_text()
+    # analysed again with a larger minimum size: the small particle is gone, so the label image differs
+    with pytest.warns(UserWarning, match=r'corrections of 1 image\(s\) not applied'):
+        res = analyze_folder(src, out, min_diameter_nm=1.0, overwrite=True, **FAST)
+    im = res.images.set_index('image')
+    assert im.loc['c.tif', 'status'] == 'ok' and im.loc['c.tif', 'n_particles'] == 2
+    assert not im['corrected'].any()
+    note = im.loc['c.tif', 'corrections_note']
+    assert note.startswith('corrections.json NOT applied') and 'label image is not the one' in note
+    assert im.loc['c.tif', 'corrections_sha256'] == _sha(f) and f.read_text() == text   # kept, untouched
+    disk_im = pd.read_csv(out/'images.csv').set_index('image')
+    assert not disk_im.loc['c.tif', 'corrected'] and 'label image' in disk_im.loc['c.tif', 'corrections_note']
+    assert len(res.particles[res.particles['image'] == 'c.tif']) == 2                  # the raw table of the new run
+    assert not (out/'images'/'c'/'particles_corrected.csv').exists()
+    assert 'CORRECTIONS NOT APPLIED c.tif' in res.summary()
