@@ -70,15 +70,17 @@ def _comparison_row(image:str, true_d:pd.Series, measured_d:pd.Series, mp:pd.Dat
 
 # %% ../nbs/08a_cli.ipynb
 def _demo_model(model):
-    "(model, note): the shipped U-Net when installed, else the classical segmentation."
+    "(model, note): the model to use; a missing shipped model is an error, never a silent switch to another method."
     if model is not None: return model, ''
     from hrtem_np.segment import load_model
     try: load_model(None)
-    except FileNotFoundError: return 'classical', "the shipped U-Net is not installed; using classical segmentation (blur + Otsu)"
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e} The demo needs the shipped U-Net: reinstall hrtem_np, or run "
+                                "`hrtem-np demo --model classical` to see the classical baseline instead.") from e
     return None, ''
 
 def run_demo(out_dir='hrtem_demo_out', # output folder
-             model=None, # None = the shipped U-Net (classical if it is missing), 'classical', or a model path
+             model=None, # None = the shipped U-Net, 'classical' (the baseline), or a model path
              overwrite:bool=False, # replace an earlier demo in out_dir
              workers:int=1, # processes
              progress:bool=True, # progress bar
@@ -263,7 +265,7 @@ def _cmd_train(a)->int:
     valid = None if a.valid is None else _training_pairs(a.valid, a.nm_per_px)
     seg, _ = train_segmenter(_training_pairs(a.data, a.nm_per_px), valid, pretrained=pre, epochs=a.epochs, lr=a.lr,
                              bs=a.bs, crop_px=a.crop_px, seed=a.seed, progress=not a.quiet)
-    w, c = save_model(seg, a.out)
+    w, c = save_model(seg, a.out, overwrite=a.overwrite)
     print(f"model written: {w}\nmodel card:    {c}\nvalidation:    {seg.card.get('metrics')}")
     return 0
 

@@ -265,9 +265,11 @@ def save_model(model,  # a `Segmenter`, or the fastai `Learner` returned by `tra
                path,  # file name; '.safetensors' and '.json' are written beside each other
                card: dict | None = None,  # extra card entries (e.g. a description); they override the model's own
                half: bool = False,  # store floating-point weights as float16 (half the file size; loaded back as float32)
+               overwrite: bool = False,  # replace an existing model with this name
               ) -> tuple:  # (weights path, card path)
     "Write the weights as safetensors and the model card (with the weights' SHA-256) as JSON."
     from safetensors.torch import save_file
+    from hrtem_np.io import atomic_write
     if not isinstance(model, Segmenter):
         if not hasattr(model, 'segmenter_card'):
             raise ValueError("this Learner has no model card; save the Segmenter returned by train_segmenter instead")
@@ -276,10 +278,13 @@ def save_model(model,  # a `Segmenter`, or the fastai `Learner` returned by `tra
     wpath, cpath = stem.with_name(stem.name + '.safetensors'), stem.with_name(stem.name + '.json')
     state = {k: v.detach().cpu().contiguous() for k, v in model.model.state_dict().items()}
     if half: state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    save_file(state, str(wpath), metadata={'format': 'pt'})
+    for q in (wpath, cpath):
+        if q.exists() and not overwrite:
+            raise FileExistsError(f"{q} exists; hrtem_np never overwrites a model silently. Fix: overwrite=True or another path.")
+    atomic_write(wpath, lambda t: save_file(state, t, metadata={'format': 'pt'}), overwrite=True)
     full = {**model.card, **(card or {}), 'versions': _versions(), 'weights_dtype': 'float16' if half else 'float32',
             'weights_file': wpath.name, 'weights_sha256': _sha256(wpath)}
-    cpath.write_text(json.dumps(full, indent=1, default=str))
+    atomic_write(cpath, lambda t: Path(t).write_text(json.dumps(full, indent=1, default=str)), overwrite=True)
     model.card = full
     return wpath, cpath
 

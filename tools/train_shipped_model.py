@@ -92,7 +92,7 @@ def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16):
     if bf16: cbs.append(CPUBFloat16())
     learn.fit_one_cycle(remaining, lr, cbs=cbs)
 
-def export(arch, cut):
+def export(arch, cut, out=None):
     "Write the best checkpoint as the shipped fp16 model + card."
     import torch
     from hrtem_np.segment import segmenter_learner, save_model
@@ -104,14 +104,23 @@ def export(arch, cut):
     hist = json.loads((DATA/'checkpoints'/'state.json').read_text())['history']
     best = max(hist, key=lambda h: h.get('dice', 0))
     card = learn.segmenter_card
-    card['training'].update(data=f"{len(list((DATA/'train').glob('*.npz')))} domain-randomised simulated micrographs "
-                                 "(hrtem_np.synth.random_conditions, seed 1; numpy engine)",
-                            epochs=len(hist), best_epoch=best['epoch'], crop_px=CROP_PX, recipe='tools/train_shipped_model.py')
+    train_nm = [float(np.load(f)['nm_per_px']) for f in sorted((DATA/'train').glob('*.npz'))]
+    card['training'] = dict(
+        data=f"{len(train_nm)} training + {len(valid_items)} validation domain-randomised simulated micrographs "
+             "(hrtem_np.synth.random_conditions, seeds 1 and 1001, numpy engine; simulated on 2026-11-24 with the "
+             "simulator's first revision, before four physics refinements that raised its agreement with abTEM "
+             "to r >= 0.93 (see nbs/01_synth.ipynb), so re-running the recipe today gives slightly different images)",
+        n_train_images=len(train_nm), n_valid_images=len(valid_items),
+        nm_per_px_range=[min(train_nm), max(train_nm)], crop_px=CROP_PX, bs=8, steps_per_epoch=62,
+        epochs=len(hist), best_epoch=best['epoch'], lr=3e-3, schedule='one-cycle', loss='CE + Dice',
+        augmentations='dihedral8, scale_jitter 1.15, gamma, contrast, brightness, blur, noise, invert_p 0.1',
+        precision='bfloat16 autocast on the CPU', pretrained=None, seed=1,
+        hardware='2 shared CPU cores (1 thread), about 70 min', recipe='tools/train_shipped_model.py')
     card['metrics'] = dict(dice=best.get('dice'), iou=best.get('jaccard_coeff'), valid_loss=best.get('valid_loss'),
                            on='validation crops of 48 held-out simulated micrographs at the working scale')
-    out = ROOT/'hrtem_np'/'models'/'hrtem_unet'
+    out = Path(out) if out else ROOT/'hrtem_np'/'models'/'hrtem_unet'
     out.parent.mkdir(exist_ok=True)
-    save_model(learn, out, card=card, half=True)
+    save_model(learn, out, card=card, half=True, overwrite=True)
     print("exported", out)
 
 if __name__ == '__main__':
@@ -124,10 +133,11 @@ if __name__ == '__main__':
     ap.add_argument('--cut', type=int, default=None); ap.add_argument('--bs', type=int, default=8)
     ap.add_argument('--threads', type=int, default=1); ap.add_argument('--steps', type=int, default=50, help='steps per epoch')
     ap.add_argument('--bf16', action='store_true', help='bfloat16 autocast on the CPU')
+    ap.add_argument('--out', default=None, help='export: model path stem (default: the shipped model)')
     a = ap.parse_args()
     os.environ.setdefault('OMP_NUM_THREADS', str(a.threads))
     if a.stage == 'simulate':
         simulate(a.n_valid, a.seed + 1000, DATA/'valid')
         simulate(a.n, a.seed, DATA/'train')
     elif a.stage == 'train': train(a.hours, a.epochs, a.lr, a.arch, a.cut, a.bs, a.threads, a.seed, a.steps, a.bf16)
-    else: export(a.arch, a.cut)
+    else: export(a.arch, a.cut, a.out)
