@@ -227,8 +227,6 @@ def _read_json(path):
 # %% ../nbs/08_batch.ipynb
 def _save_overlay(m:Micrograph, labels:np.ndarray, parts:pd.DataFrame, path):
     "Write the particle outlines over the micrograph as a PNG."
-    import matplotlib
-    matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
     from hrtem_np.plots import plot_overlay, save_figure
     fig = plot_overlay(m, labels, parts)

@@ -26,18 +26,46 @@ def _names(src):
     except SyntaxError: return []
     return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith('_')]
 
+def _source_url(url, obj):
+    "nbdev's GitHub source link with the definition's line number (nbdev leaves '#LNone' when it cannot find it)."
+    import inspect
+    if not url.endswith('#LNone'): return url
+    try: return url[:-len('None')] + str(inspect.getsourcelines(inspect.unwrap(obj))[1])
+    except (TypeError, OSError): return url[:-len('#LNone')]
+
 def _doc_md(obj):
+    "show_doc's markdown (signature + docments table); its quarto-only link attributes become a plain HTML link."
     from nbdev.showdoc import BasicMarkdownRenderer
-    return BasicMarkdownRenderer(obj)._repr_markdown_()
+    md = BasicMarkdownRenderer(obj)._repr_markdown_()
+    return re.sub(r'\[source\]\(([^)\s]*)\)\{target="_blank"[^}]*\}',
+                  lambda m: f'<a href="{html.escape(_source_url(m.group(1), obj))}" target="_blank" '
+                            'style="float:right; font-size:smaller">source</a>', md)
+
+def _skip(c):
+    "Code cells `nbdev_test` skips too: flagged slow, or `eval: false`."
+    return c.cell_type == 'code' and ('slow' in _directives(c.source) or 'eval: false' in c.source)
+
+def _output(o):
+    "An execnb output as an nbformat node, its multi-line texts joined (as nbformat.read gives them)."
+    o = nbformat.from_dict(o)
+    if isinstance(o.get('text'), list): o['text'] = ''.join(o['text'])
+    for k, v in o.get('data', {}).items():
+        if isinstance(v, list): o['data'][k] = ''.join(v)
+    return o
 
 def _execute(nb, path):
-    "Run the notebook's cells in its folder (slow cells skipped); outputs land in the cells."
+    "Run the notebook's cells in its folder (slow cells skipped); outputs land in the cells. Returns the failing cells."
     from execnb.shell import CaptureShell
     shell = CaptureShell(path=path.parent)
-    skip = lambda c: c.cell_type == 'code' and ('slow' in _directives(c.source) or 'eval: false' in c.source)
-    cwd = os.getcwd(); os.chdir(path.parent)
-    try: shell.run_all(nb, exc_stop=False, preproc=skip)
+    cwd, failed = os.getcwd(), []
+    os.chdir(path.parent)
+    try:
+        for i, c in enumerate(nb.cells):
+            if c.cell_type != 'code' or _skip(c): continue
+            c.outputs = [_output(o) for o in shell.run(c.source)]
+            if shell.exc is not None: failed.append(f"cell {i}: {type(shell.exc).__name__}: {shell.exc}"[:300])
     finally: os.chdir(cwd)
+    return failed
 
 def _module(nb):
     for c in nb.cells:
@@ -77,9 +105,17 @@ border-right:1px solid #ddd;font:14px/1.5 sans-serif;padding:12px} #hnav a{displ
 #hnav a.cur{font-weight:bold} #hbody{margin-left:250px;max-width:1000px;padding:0 16px}
 </style>"""
 
+def _rel(target, current):
+    "Link from page `current` to page `target` (both relative to the site root, '/'-separated)."
+    return os.path.relpath(target, os.path.dirname(current) or '.').replace(os.sep, '/')
+
+_NB_LINK = re.compile(r'(href=")(?![a-z][a-z0-9+.-]*:|/|#)([^"]*?)\.ipynb((?:#[^"]*)?")')
+
 def _page(body_html, pages, current):
-    links = ''.join(f'<a class="{"cur" if f == current else ""}" href="{f}">{html.escape(t)}</a>' for f, t in pages)
+    "The page with the navigation bar; links to other notebooks (x.ipynb) point to their pages (x.html)."
+    links = ''.join(f'<a class="{"cur" if f == current else ""}" href="{_rel(f, current)}">{html.escape(t)}</a>' for f, t in pages)
     nav = f'<nav id="hnav"><b>hrtem_np</b><hr>{links}</nav>'
+    body_html = _NB_LINK.sub(r'\1\2.html\3', body_html)
     body_html = body_html.replace('</head>', NAV_CSS + '</head>', 1)
     return re.sub(r'(<body[^>]*>)', r'\1' + nav + '<div id="hbody">', body_html, count=1).replace('</body>', '</div></body>', 1)
 
@@ -95,25 +131,34 @@ def _api_page():
         md.extend(_doc_md(getattr(mod, n)) for n in names)
     return '\n\n'.join(md)
 
+def _page_name(p):
+    "Page of notebook `p`, mirroring nbs/: index.html, 00_io.html, tutorials/01_….html (as nbdev_docs/quarto lays them out)."
+    return 'index.html' if p == NBS/'index.ipynb' else p.relative_to(NBS).with_suffix('.html').as_posix()
+
 def build(out=ROOT/'_docs', execute=True):
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    paths = [NBS/'index.ipynb'] + sorted(p for p in NBS.glob('[0-9]*.ipynb')) + sorted((NBS/'tutorials').glob('*.ipynb'))
+    paths = [NBS/'index.ipynb'] + sorted(p for p in NBS.glob('[0-9]*.ipynb')) + sorted(p for p in (NBS/'tutorials').glob('*.ipynb') if not p.name.startswith(('_', '.')))
     exporter = HTMLExporter(template_name='lab')
-    nbs, pages = [], []
+    nbs, pages, problems = [], [], {}
     for p in paths:
         nb = nbformat.read(p, as_version=4)
-        fname = 'index.html' if p.stem == 'index' else ('tutorials_' if p.parent.name == 'tutorials' else '') + p.stem + '.html'
+        fname = _page_name(p)
         nbs.append((p, nb, fname)); pages.append((fname, _title(nb, p)))
     pages.append(('api.html', 'API reference'))
     for p, nb, fname in nbs:
         t0 = time.time()
-        if execute and p.stem != 'index': _execute(nb, p)
+        if execute and p.stem != 'index':
+            failed = _execute(nb, p)
+            if failed: problems[fname] = failed
         body, _ = exporter.from_notebook_node(_transform(nb))
+        (out/fname).parent.mkdir(parents=True, exist_ok=True)
         (out/fname).write_text(_page(body, pages, fname), encoding='utf-8')
-        print(f"{fname:40s} {time.time()-t0:6.1f} s")
+        print(f"{fname:45s} {time.time()-t0:6.1f} s" + (f"  {len(problems[fname])} cell(s) failed" if fname in problems else ''))
     api = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(_api_page())])
     (out/'api.html').write_text(_page(exporter.from_notebook_node(api)[0], pages, 'api.html'), encoding='utf-8')
     if (NBS/'images').exists(): shutil.copytree(NBS/'images', out/'images', dirs_exist_ok=True)
+    for fname, failed in problems.items():
+        print(f"WARNING {fname}: " + '; '.join(failed), file=sys.stderr)
     print(f"docs written to {out}/index.html")
     return out
 
