@@ -9,8 +9,8 @@ from pathlib import Path
 import hashlib, json, os, time, warnings
 import numpy as np
 import pandas as pd
-from .io import Micrograph, load_micrograph, as_micrograph, save_micrograph, atomic_write, SUPPORTED_EXTENSIONS
-from .corrections import CORRECTIONS_FILE, CorrectionsError, apply_corrections_file, file_sha256
+from .io import Micrograph, load_micrograph, as_micrograph, save_micrograph, atomic_write, file_sha256, SUPPORTED_EXTENSIONS
+from .corrections import CORRECTIONS_FILE, CorrectionsError, apply_corrections_file
 
 # %% auto 0
 __all__ = ['IMAGE_COLUMNS', 'find_micrographs', 'environment_info', 'analysis_options', 'Analysis', 'analyze', 'BatchResult',

@@ -12,25 +12,15 @@ import pandas as pd
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
-from .io import Micrograph, as_micrograph, atomic_write
+from .io import Micrograph, as_micrograph, atomic_write, file_sha256
 from .particles import EDGE_POLICIES, measure_particles, n_atoms_fcc, select_particles, split_particles
 
 # %% auto 0
-__all__ = ['STATUSES', 'CORRECTIONS_FILE', 'CORRECTIONS_VERSION', 'file_sha256', 'labels_sha256', 'pixels_sha256',
-           'touching_labels', 'merge_labels', 'split_label', 'restore_dropped', 'particle_status', 'CorrectionsError',
+__all__ = ['STATUSES', 'CORRECTIONS_FILE', 'CORRECTIONS_VERSION', 'labels_sha256', 'pixels_sha256', 'touching_labels',
+           'merge_labels', 'split_label', 'restore_dropped', 'particle_status', 'CorrectionsError',
            'CorrectionsMismatch', 'Corrections', 'corrections_from_dict', 'save_corrections', 'load_corrections',
            'ReviewState', 'corrections_problems', 'replay_corrections', 'apply_corrections', 'CorrectionResult',
            'apply_corrections_file']
-
-# %% ../nbs/07a_corrections.ipynb
-def file_sha256(path, # file to hash
-                chunk_bytes:int=1<<20, # read size; the file is streamed, never loaded whole
-               )->str:
-    "SHA-256 of a file's bytes, as 64 hex digits."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for b in iter(lambda: f.read(chunk_bytes), b''): h.update(b)
-    return h.hexdigest()
 
 # %% ../nbs/07a_corrections.ipynb
 def labels_sha256(labels, # label image (int) or mask (bool), 2-D

@@ -10,7 +10,8 @@ import numpy as np
 
 # %% auto 0
 __all__ = ['MAX_PIXELS', 'SUPPORTED_EXTENSIONS', 'SQUARE_RTOL', 'MicrographError', 'CalibrationError', 'Micrograph',
-           'as_micrograph', 'nm_per_unit', 'load_micrograph', 'atomic_write', 'save_micrograph', 'show_micrograph']
+           'as_micrograph', 'nm_per_unit', 'load_micrograph', 'atomic_write', 'file_sha256', 'save_micrograph',
+           'show_micrograph']
 
 # %% ../nbs/00_io.ipynb
 class MicrographError(ValueError):
@@ -285,6 +286,17 @@ def atomic_write(path, # destination file
     finally:
         if os.path.exists(tmp): os.remove(tmp)
     return path
+
+# %% ../nbs/00_io.ipynb
+def file_sha256(path, # file to hash
+                chunk_bytes:int=1<<20, # read size; the file is streamed, never loaded whole
+               )->str:
+    "SHA-256 of a file's bytes, as 64 hex digits."
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for b in iter(lambda: f.read(chunk_bytes), b''): h.update(b)
+    return h.hexdigest()
 
 # %% ../nbs/00_io.ipynb
 def save_micrograph(m:Micrograph, # the micrograph to save

@@ -5,7 +5,6 @@
 # %% ../nbs/02_segment.ipynb 2
 from __future__ import annotations
 import datetime
-import hashlib
 import json
 import math
 import platform
@@ -21,7 +20,7 @@ from skimage.filters import threshold_li, threshold_otsu
 from skimage.morphology import remove_small_objects
 
 import hrtem_np
-from .io import CalibrationError, Micrograph, MicrographError, as_micrograph
+from .io import CalibrationError, Micrograph, MicrographError, as_micrograph, file_sha256
 
 # %% auto 0
 __all__ = ['normalize_intensity', 'to_working_scale', 'segment_classical', 'Segmenter', 'save_model', 'load_model', 'segment',
@@ -249,12 +248,6 @@ def _stem(path) -> Path:
     path = Path(path)
     return path.with_suffix('') if path.suffix in ('.safetensors', '.json', '.pth', '.pt') else path
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
-
 def _versions() -> dict:
     import fastai, torchvision
     return dict(hrtem_np=hrtem_np.__version__, torch=torch.__version__, torchvision=torchvision.__version__,
@@ -283,7 +276,7 @@ def save_model(model,  # a `Segmenter`, or the fastai `Learner` returned by `tra
             raise FileExistsError(f"{q} exists; hrtem_np never overwrites a model silently. Fix: overwrite=True or another path.")
     atomic_write(wpath, lambda t: save_file(state, t, metadata={'format': 'pt'}), overwrite=True)
     full = {**model.card, **(card or {}), 'versions': _versions(), 'weights_dtype': 'float16' if half else 'float32',
-            'weights_file': wpath.name, 'weights_sha256': _sha256(wpath)}
+            'weights_file': wpath.name, 'weights_sha256': file_sha256(wpath)}
     atomic_write(cpath, lambda t: Path(t).write_text(json.dumps(full, indent=1, default=str)), overwrite=True)
     model.card = full
     return wpath, cpath
@@ -304,7 +297,7 @@ def load_model(path=None,  # model file (.safetensors, .pth or .json, or the com
     card = json.loads(cpath.read_text())
     wpath = cpath.with_name(card.get('weights_file', stem.name + '.safetensors'))
     if not wpath.exists(): raise FileNotFoundError(f"{cpath} names weights {wpath.name}, which are not there")
-    if check_hash and card.get('weights_sha256') and _sha256(wpath) != card['weights_sha256']:
+    if check_hash and card.get('weights_sha256') and file_sha256(wpath) != card['weights_sha256']:
         raise ValueError(f"{wpath} does not match the SHA-256 in {cpath.name}: the file was changed or corrupted. "
                          "Re-download it, or pass check_hash=False if you changed it deliberately.")
     if wpath.suffix == '.safetensors':

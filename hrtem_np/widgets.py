@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
-from .io import as_micrograph, load_micrograph
+from .io import as_micrograph, file_sha256, load_micrograph
 from .particles import EDGE_POLICIES
 from .stats import SizeSummary
 from .corrections import (  # the review's logic; importable from here too
     CORRECTIONS_FILE, CORRECTIONS_VERSION, STATUSES, CorrectionResult, Corrections, CorrectionsError, CorrectionsMismatch,
-    ReviewState, apply_corrections, apply_corrections_file, corrections_from_dict, corrections_problems, file_sha256,
+    ReviewState, apply_corrections, apply_corrections_file, corrections_from_dict, corrections_problems,
     labels_sha256, load_corrections, merge_labels, particle_status, pixels_sha256, replay_corrections, restore_dropped,
     save_corrections, split_label, touching_labels)
 

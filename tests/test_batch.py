@@ -9,7 +9,8 @@ from PIL import Image
 from skimage.draw import disk
 
 from hrtem_np.io import Micrograph, save_micrograph
-from hrtem_np.batch import analyze, analyze_folder, file_sha256, BatchError
+from hrtem_np.batch import analyze, analyze_folder, BatchError
+from hrtem_np.io import file_sha256
 
 NM_PER_PX = 0.1   # disks of radius 10 px → diameter 2.0 nm
 D_TRUE_NM = 2.0
