@@ -6,7 +6,7 @@ The held-out micrographs are simulated with abTEM multislice (`engine='abtem'`, 
 with seeds and conditions the training never saw (domain-randomised, restricted to 0.03–0.1 nm/px and 1–5 nm
 particles). Both methods go through the same splitting (`particles_from_mask`, edge particles excluded) and are
 scored with `hrtem_np.evaluate` against the exact truth labels. Also times `segment` on a 2048² micrograph at
-0.03 nm/px. Prints the tables; run with OMP_NUM_THREADS=1 for figures comparable between runs.
+0.03 nm/px. The model is scored as `segment` runs by default and with test-time augmentation (`tta=True`). Prints the tables; run with OMP_NUM_THREADS=1 for figures comparable between runs.
 """
 import argparse, math, time, os, subprocess
 import numpy as np, pandas as pd
@@ -41,19 +41,22 @@ def held_out(i, size, engine, cache):
         np.savez_compressed(f, image=m.image, labels=labels, nm_per_px=m.nm_per_px)
     return m, labels, c, dt
 
-def main(n, engine, model_path, size, threads, cache=None, simulate_only=False):
+def main(n, engine, model_path, size, threads, cache=None, simulate_only=False, tta=True):
     import torch; torch.set_num_threads(threads)
     if simulate_only:
         for i in range(n): held_out(i, size, engine, cache); print(f"held-out {i+1}/{n}", flush=True)
         return
     model = load_model(model_path)
-    rows = {'model': [], 'classical': []}; t_model = t_classic = t_sim = 0.0
+    rows = {'model': [], 'model_tta': [], 'classical': []} if tta else {'model': [], 'classical': []}
+    t_model = t_tta = t_classic = t_sim = 0.0
     for i in range(n):
         m, truth_labels, c, dt = held_out(i, size, engine, cache); t_sim += dt
         truth = np.unique(truth_labels[truth_labels > 0])
         t = time.time(); pm = segment(m, model=model); t_model += time.time() - t
+        if tta: t = time.time(); pt = segment(m, model=model, tta=True); t_tta += time.time() - t
         t = time.time(); pc = segment_classical(m, dark_particles=not c.get('invert_contrast', False)); t_classic += time.time() - t
-        for k, p in (('model', pm), ('classical', pc)):
+        for k, p in (('model', pm), ('model_tta', pt if tta else None), ('classical', pc)):
+            if p is None: continue
             rows[k].append(dict(pred_labels=instances(p, m), true_labels=truth_labels, nm_per_px=m.nm_per_px, name=i))
         print(f"image {i+1}/{n}: {m.nm_per_px:.3f} nm/px, {c['voltage_kV']:.0f} kV, {len(truth)} particles", flush=True)
     out = {}
@@ -63,8 +66,11 @@ def main(n, engine, model_path, size, threads, cache=None, simulate_only=False):
     pd.set_option('display.width', 200); pd.set_option('display.precision', 3)
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()
     print(f"\n== held-out set: {n} micrographs of {size}² px simulated with engine={engine!r} (commit {commit}, {time.strftime('%Y-%m-%d')}) ==")
-    for k in out: print(f"\n-- {'shipped model' if k == 'model' else 'classical baseline (segment_classical)'} --\n{out[k][cols].to_string()}")
-    print(f"\nseconds per image: simulate {t_sim/n:.2f} (0 when cached), model {t_model/n:.2f}, classical {t_classic/n:.3f}")
+    names = {'model': 'shipped model (segment, the default)', 'model_tta': 'shipped model with tta=True (8 flips/rotations averaged)',
+             'classical': 'classical baseline (segment_classical)'}
+    for k in out: print(f"\n-- {names[k]} --\n{out[k][cols].to_string()}")
+    print(f"\nseconds per image: simulate {t_sim/n:.2f} (0 when cached), model {t_model/n:.2f}"
+          + (f", model with tta {t_tta/n:.2f}" if tta else '') + f", classical {t_classic/n:.3f}")
     m, _, _ = simulate_micrograph(shape=(2048, 2048), nm_per_px=0.03, n_particles=60, diameter_nm=3.0, seed=5)
     t = time.time(); segment(m, model=model); dt = time.time() - t
     print(f"segment on a 2048² micrograph at 0.03 nm/px: {dt:.1f} s ({threads} thread{'s' if threads > 1 else ''})")
@@ -76,6 +82,7 @@ if __name__ == '__main__':
     ap.add_argument('--model', default=None); ap.add_argument('--size', type=int, default=256)
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--cache', default='work_data/heldout', help="folder caching the held-out micrographs ('' = none)")
+    ap.add_argument('--no-tta', action='store_true', help='skip the test-time-augmentation row (8× the model time)')
     ap.add_argument('--simulate-only', action='store_true', help='only make (and cache) the held-out set')
     a = ap.parse_args()
-    main(a.n, a.engine, a.model, a.size, a.threads, a.cache or None, a.simulate_only)
+    main(a.n, a.engine, a.model, a.size, a.threads, a.cache or None, a.simulate_only, not a.no_tta)

@@ -1,12 +1,23 @@
 """Reproduce the shipped segmentation model end to end from a seed, on a CPU (or a GPU when there is one).
 
-    python tools/train_shipped_model.py simulate --n 480 --n-valid 48   # domain-randomised simulated micrographs
-    python tools/train_shipped_model.py train --epochs 8 --steps 50 --bs 8 --cut -3 --bf16 --lr 3e-3
-    python tools/train_shipped_model.py train --epochs 13 --steps 50 --bs 8 --cut -3 --bf16 --lr 1e-3  # 5 more epochs
-    python tools/train_shipped_model.py export --cut -3                 # fp16 safetensors + model card into hrtem_np/models/
+The shipped model was trained in two phases (about 3.5 h on 2 CPU cores in all):
+
+    # phase 1: from random weights, 480 simulated micrographs (work_data/)
+    python tools/train_shipped_model.py simulate --n 480 --n-valid 48
+    python tools/train_shipped_model.py train --epochs 8 --steps 62 --bs 8 --cut -3 --bf16 --lr 3e-3
+    python tools/train_shipped_model.py train --epochs 13 --steps 62 --bs 8 --cut -3 --bf16 --lr 1e-3   # 5 more epochs
+    python tools/train_shipped_model.py export --cut -3 --out work_data/phase1
+    # phase 2: warm start from phase 1, 1920 fresh micrographs from the current simulator (work_data/v2/)
+    python tools/train_shipped_model.py simulate --data work_data/v2 --n 1920 --n-valid 48 --shard 0/2 &   # 2 processes
+    python tools/train_shipped_model.py simulate --data work_data/v2 --n 1920 --n-valid 48 --shard 1/2
+    python tools/train_shipped_model.py train --data work_data/v2 --init work_data/phase1.safetensors \
+        --epochs 9 --steps 240 --bs 8 --cut -3 --bf16 --lr 1e-3 --threads 2
+    python tools/train_shipped_model.py export --data work_data/v2 --init work_data/phase1.safetensors --cut -3 \
+        --steps 240 --lr 1e-3                       # fp16 safetensors + model card into hrtem_np/models/
 
 Every stage is resumable: re-running `simulate` only makes the missing images; `train` continues from the last
-checkpoint in work_data/checkpoints. Data live in work_data/ (ignored by git; about 1 GB for 500 images).
+checkpoint in <data>/checkpoints. Data live in work_data/ (ignored by git; about 1.4 GB in all). With more images than
+crops per epoch, an epoch takes one crop from every image (1920 images = 240 steps of 8).
 """
 import argparse, json, math, os, sys, time
 from pathlib import Path
@@ -25,17 +36,17 @@ def _conditions(seed, i):
     side = int(min(768, max(256, math.ceil(MIN_FOV_NM/p))))
     return random_conditions(np.random.default_rng([seed, i]), shape=(side, side))
 
-def simulate(n, seed, out):
-    "Simulate n micrographs (resumable) as npz: image, labels, nm_per_px, conditions."
+def simulate(n, seed, out, shard=(0, 1)):
+    "Simulate n micrographs (resumable) as npz: image, labels, nm_per_px, conditions; `shard` (k, m) makes every m-th from k."
     from hrtem_np.synth import simulate_micrograph
     out.mkdir(parents=True, exist_ok=True)
     t0, made = time.time(), 0
-    for i in range(n):
+    for i in range(shard[0], n, shard[1]):
         f = out/f'{i:05d}.npz'
         if f.exists(): continue
         c = _conditions(seed, i)
         m, labels, truth = simulate_micrograph(**c, seed=int(seed*100000 + i))
-        tmp = f.with_suffix('.tmp.npz')
+        tmp = f.with_name(f'{f.stem}.tmp{os.getpid()}.npz')
         np.savez_compressed(tmp, image=m.image, labels=labels.astype(np.int32), nm_per_px=m.nm_per_px,
                             conditions=json.dumps({k: v for k, v in c.items()}, default=str))
         os.replace(tmp, f); made += 1
@@ -51,7 +62,7 @@ def load_items(folder):
         items.append((Micrograph(z['image'], float(z['nm_per_px']), str(f), 'metadata'), z['labels'] > 0))
     return items
 
-def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16):
+def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=None):
     "Train (resumably) at the working scale; a checkpoint is written after every epoch."
     import torch
     from fastai.callback.tracker import SaveModelCallback
@@ -68,7 +79,7 @@ def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16):
     torch.set_num_threads(threads)
     train_items, valid_items = load_items(DATA/'train'), load_items(DATA/'valid')
     print(f"{len(train_items)} training, {len(valid_items)} validation micrographs", flush=True)
-    learn = segmenter_learner(train_items, valid_items, arch=arch, pretrained=None, working_nm_per_px=WORKING_NM_PER_PX,
+    learn = segmenter_learner(train_items, valid_items, arch=arch, pretrained=init, working_nm_per_px=WORKING_NM_PER_PX,
                               crop_px=CROP_PX, bs=bs, cut=cut, seed=seed, invert_p=0.1, crops_per_epoch=bs*steps)
     learn.path = DATA; learn.model_dir = 'checkpoints'
     ck = DATA/'checkpoints'; state = ck/'state.json'
@@ -93,10 +104,9 @@ def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16):
     if bf16: cbs.append(CPUBFloat16())
     learn.fit_one_cycle(remaining, lr, cbs=cbs)
 
-def export(arch, cut, out=None):
-    "Write the best checkpoint as the shipped fp16 model + card."
-    import torch
-    from hrtem_np.segment import segmenter_learner, save_model
+def export(arch, cut, out=None, init=None, steps=None, lr=None, hardware=None):
+    "Write the best checkpoint as the shipped fp16 model + card (with the warm-start model's lineage when `init` is given)."
+    from hrtem_np.segment import segmenter_learner, save_model, load_model
     valid_items = load_items(DATA/'valid')
     learn = segmenter_learner(valid_items[:4], valid_items[:4], arch=arch, pretrained=None, working_nm_per_px=WORKING_NM_PER_PX,
                               crop_px=CROP_PX, bs=2, cut=cut)
@@ -106,21 +116,27 @@ def export(arch, cut, out=None):
     best = max(hist, key=lambda h: h.get('dice', 0))
     card = learn.segmenter_card
     train_nm = [float(np.load(f)['nm_per_px']) for f in sorted((DATA/'train').glob('*.npz'))]
+    minutes = (hist[-1]['time'] - hist[0]['time']) / 60 * len(hist) / max(1, len(hist) - 1)
     card['training'] = dict(
         data=f"{len(train_nm)} training + {len(valid_items)} validation domain-randomised simulated micrographs "
-             "(hrtem_np.synth.random_conditions, seeds 1 and 1001, numpy engine; simulated on 2026-11-24 with the "
-             "simulator's first revision, before four physics refinements that raised its agreement with abTEM "
-             "to r >= 0.93 (see nbs/01_synth.ipynb), so re-running the recipe today gives slightly different images)",
+             f"(hrtem_np.synth.random_conditions, seeds 1 and 1001, numpy engine, simulator of {time.strftime('%Y-%m-%d')})",
         n_train_images=len(train_nm), n_valid_images=len(valid_items),
-        nm_per_px_range=[min(train_nm), max(train_nm)], crop_px=CROP_PX, bs=8, steps_per_epoch=62,
+        nm_per_px_range=[min(train_nm), max(train_nm)], crop_px=CROP_PX, bs=8, steps_per_epoch=steps,
         epochs=len(hist), best_epoch=best['epoch'], loss='CE + Dice',
-        schedule='one-cycle over 8 epochs at lr 3e-3, then resumed for 5 more epochs with a second one-cycle at lr 1e-3 '
-                 '(train --epochs 8 --lr 3e-3, then train --epochs 13 --lr 1e-3)',
+        schedule=f'one-cycle over {len(hist)} epochs at lr {lr}',
         augmentations='dihedral8, scale_jitter 1.15, gamma, contrast, brightness, blur, noise, invert_p 0.1',
-        precision='bfloat16 autocast on the CPU', pretrained=None, seed=1,
-        hardware='2 shared CPU cores (1 thread), about 105 min in all', recipe='tools/train_shipped_model.py')
+        precision='bfloat16 autocast on the CPU', pretrained=str(init) if init else None, seed=1,
+        hardware=hardware or f'2 CPU cores, about {minutes:.0f} min', recipe='tools/train_shipped_model.py',
+        history=[{k: round(v, 4) for k, v in h.items() if k != 'time'} for h in hist])
+    if init:  # the lineage: what the start model was trained on, and how well it did
+        start = load_model(init)
+        import subprocess
+        commit = subprocess.run(['git', 'log', '-1', '--format=%h', '--', str(Path(init).resolve().relative_to(ROOT))],
+                                capture_output=True, text=True, cwd=ROOT).stdout.strip() if Path(init).resolve().is_relative_to(ROOT) else ''
+        card['training']['warm_start'] = dict(weights_sha256=start.card.get('weights_sha256'), git_commit=commit or None,
+                                              training=start.card.get('training'), metrics=start.card.get('metrics'))
     card['metrics'] = dict(dice=best.get('dice'), iou=best.get('jaccard_coeff'), valid_loss=best.get('valid_loss'),
-                           on='validation crops of 48 held-out simulated micrographs at the working scale')
+                           on=f'validation crops of {len(valid_items)} held-out simulated micrographs at the working scale')
     out = Path(out) if out else ROOT/'hrtem_np'/'models'/'hrtem_unet'
     out.parent.mkdir(exist_ok=True)
     save_model(learn, out, card=card, half=True, overwrite=True)
@@ -137,10 +153,16 @@ if __name__ == '__main__':
     ap.add_argument('--threads', type=int, default=1); ap.add_argument('--steps', type=int, default=50, help='steps per epoch')
     ap.add_argument('--bf16', action='store_true', help='bfloat16 autocast on the CPU')
     ap.add_argument('--out', default=None, help='export: model path stem (default: the shipped model)')
+    ap.add_argument('--data', default=None, help='folder for images and checkpoints (default: work_data)')
+    ap.add_argument('--init', default=None, help='train: start from this saved model (warm start) instead of random weights')
+    ap.add_argument('--hardware', default=None, help='export: the training hardware, for the model card')
+    ap.add_argument('--shard', default='0/1', help='simulate: k/m makes every m-th image from k (run m processes in parallel)')
     a = ap.parse_args()
+    if a.data: DATA = Path(a.data).resolve()
     os.environ.setdefault('OMP_NUM_THREADS', str(a.threads))
     if a.stage == 'simulate':
-        simulate(a.n_valid, a.seed + 1000, DATA/'valid')
-        simulate(a.n, a.seed, DATA/'train')
-    elif a.stage == 'train': train(a.hours, a.epochs, a.lr, a.arch, a.cut, a.bs, a.threads, a.seed, a.steps, a.bf16)
-    else: export(a.arch, a.cut, a.out)
+        shard = tuple(int(x) for x in a.shard.split('/'))
+        simulate(a.n_valid, a.seed + 1000, DATA/'valid', shard)
+        simulate(a.n, a.seed, DATA/'train', shard)
+    elif a.stage == 'train': train(a.hours, a.epochs, a.lr, a.arch, a.cut, a.bs, a.threads, a.seed, a.steps, a.bf16, a.init)
+    else: export(a.arch, a.cut, a.out, a.init, a.steps, a.lr, a.hardware)
