@@ -57,7 +57,7 @@ def object_scores(pred_labels, # predicted instance labels
                   iou_threshold:float=0.5, # IoU for a match
                   exclude_edge:bool=True, # ignore particles (true or predicted) cut by the image border
                  )->dict:
-    "Object precision/recall/F1 and diameter errors (nm) of matched particles."
+    "Object precision/recall/F1 and diameter errors (nm, predicted − true, one per matched particle)."
     p, t = np.asarray(pred_labels), np.asarray(true_labels)
     mt = match_particles(p, t, iou_threshold)
     tl, pl = set(np.unique(t)) - {0}, set(np.unique(p)) - {0}
@@ -72,7 +72,8 @@ def object_scores(pred_labels, # predicted instance labels
     prec, rec = div(tp, tp+fp), div(tp, tp+fn)
     return dict(n_true=len(tl), n_pred=len(pl), tp=tp, fp=fp, fn=fn, precision=prec, recall=rec,
                 f1=div(2*tp, 2*tp+fp+fn), median_abs_diameter_error_nm=float(np.median(np.abs(d_err))) if tp else float('nan'),
-                diameter_bias_nm=float(np.mean(d_err)) if tp else float('nan'), mean_iou=float(mt.iou.mean()) if tp else float('nan'))
+                diameter_bias_nm=float(np.mean(d_err)) if tp else float('nan'), mean_iou=float(mt.iou.mean()) if tp else float('nan'),
+                diameter_errors_nm=[float(e) for e in d_err])
 
 # %% ../nbs/05_evaluate.ipynb
 def evaluate_segmentation(items, # iterable of (pred_labels, true_labels, nm_per_px) or dicts with those keys (+ optional `name`)
@@ -93,15 +94,18 @@ def evaluate_segmentation(items, # iterable of (pred_labels, true_labels, nm_per
 def summarize_evaluation(per_image:pd.DataFrame, # output of `evaluate_segmentation`
                          buckets=(0.0, 0.04, 0.07, 0.11), # pixel-size bucket edges in nm/px
                         )->pd.DataFrame:
-    "Pooled scores per pixel-size bucket and overall (object scores from summed TP/FP/FN)."
+    "Scores per pixel-size bucket and overall: mean pixel IoU/Dice of the images; object scores from summed TP/FP/FN; diameter errors pooled over all matched particles."
     df = per_image.copy()
     df['bucket'] = pd.cut(df.nm_per_px, list(buckets)).astype(str)
     def pool(g):
         tp, fp, fn = g.tp.sum(), g.fp.sum(), g.fn.sum()
+        if 'diameter_errors_nm' in g:  # every matched particle counts once, whatever image it is in
+            e = np.concatenate([np.asarray(x, float) for x in g.diameter_errors_nm] + [np.empty(0)])
+            med, bias = (np.median(np.abs(e)), e.mean()) if e.size else (np.nan, np.nan)
+        else: med, bias = np.nanmedian(g.median_abs_diameter_error_nm), np.nanmean(g.diameter_bias_nm)  # older tables
         return pd.Series(dict(n_images=len(g), n_true=g.n_true.sum(), pixel_iou=g.iou.mean(), pixel_dice=g.dice.mean(),
                               precision=tp/max(tp+fp, 1), recall=tp/max(tp+fn, 1), f1=2*tp/max(2*tp+fp+fn, 1),
-                              median_abs_diameter_error_nm=np.nanmedian(g.median_abs_diameter_error_nm),
-                              diameter_bias_nm=np.nanmean(g.diameter_bias_nm)))
+                              median_abs_diameter_error_nm=med, diameter_bias_nm=bias))
     out = [pool(g).rename(b) for b, g in df.groupby('bucket', observed=True)]
     out.append(pool(df).rename('all'))
     return pd.DataFrame(out)
