@@ -3,11 +3,23 @@
     python tools/refresh_outputs.py nbs/05_evaluate.ipynb --keep "plot_overlay(au"
 
 Every cell runs except those flagged `slow` (in the notebook's folder, as nbdev_test runs it); cells whose source contains one of the `--keep`
-strings keep their outputs, every other cell is cleared, so the committed notebook stays small. The notebook is
+strings keep their outputs (warnings dropped, PNG figures
+palette-quantised), every other cell is cleared, so the committed notebook stays small. The notebook is
 written atomically and then cleaned with nbdev_clean.
 """
 import argparse, json, os, subprocess, sys, tempfile
 from pathlib import Path
+
+def _small(out, colours=96):
+    "The output with its PNG figures palette-quantised (a grey micrograph with a few coloured outlines needs few colours)."
+    import base64, io
+    from PIL import Image
+    png = out.get('data', {}).get('image/png')
+    if png:
+        im = Image.open(io.BytesIO(base64.b64decode(png))).convert('RGB').quantize(colours)
+        buf = io.BytesIO(); im.save(buf, 'PNG', optimize=True)
+        out['data'] = dict(out['data'], **{'image/png': base64.b64encode(buf.getvalue()).decode()})
+    return out
 
 def refresh(path, keep, max_kb=300):
     from execnb.nbio import read_nb
@@ -23,7 +35,7 @@ def refresh(path, keep, max_kb=300):
     for cell, ran in zip(raw['cells'], nb.cells):
         if cell['cell_type'] != 'code': continue
         if any(k in ''.join(cell['source']) for k in keep):
-            cell['outputs'] = [dict(o) for o in ran.get('outputs', [])]; kept += 1
+            cell['outputs'] = [_small(dict(o)) for o in ran.get('outputs', []) if o.get('name') != 'stderr']; kept += 1
         else: cell['outputs'] = []
         cell['execution_count'] = None
     text = json.dumps(raw, indent=1, ensure_ascii=False) + '\n'
