@@ -2,12 +2,12 @@
 
     python tools/refresh_outputs.py nbs/05_evaluate.ipynb --keep "plot_overlay(au"
 
-Every cell runs except those flagged `slow` (in the notebook's folder, as nbdev_test runs it); cells whose source contains one of the `--keep`
-strings keep their outputs (warnings dropped, PNG figures
-palette-quantised), every other cell is cleared, so the committed notebook stays small. The notebook is
-written atomically and then cleaned with nbdev_clean.
+Every cell runs except those flagged `slow` (in the notebook's folder, as nbdev_test runs it); cells whose source
+contains one of the `--keep` strings keep their outputs (warnings dropped, PNG figures palette-quantised), every
+other cell is cleared, so the committed notebook stays small. The notebook is written atomically
+(`hrtem_np.io.atomic_write`) and then cleaned with nbdev_clean.
 """
-import argparse, json, os, subprocess, sys, tempfile
+import argparse, json, os, subprocess, sys
 from pathlib import Path
 
 def _small(out, colours=96):
@@ -40,8 +40,8 @@ def refresh(path, keep, max_kb=300):
         cell['execution_count'] = None
     text = json.dumps(raw, indent=1, ensure_ascii=False) + '\n'
     if len(text) > max_kb*1024: sys.exit(f"{path}: {len(text)//1024} KB with the kept outputs, over {max_kb} KB; keep fewer")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.ipynb'); os.close(fd)
-    Path(tmp).write_text(text); os.replace(tmp, path)
+    from hrtem_np.io import atomic_write
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text), overwrite=True)
     subprocess.run([str(Path(sys.executable).parent/'nbdev_clean'), '--fname', str(path)], check=True)
     print(f"{path.name}: ran every cell, kept the outputs of {kept} cell(s), {len(text)//1024} KB")
 
