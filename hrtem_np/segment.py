@@ -24,7 +24,7 @@ from .io import CalibrationError, Micrograph, MicrographError, as_micrograph, fi
 
 # %% auto 0
 __all__ = ['normalize_intensity', 'to_working_scale', 'segment_classical', 'Segmenter', 'save_model', 'load_model', 'segment',
-           'CEDiceLoss', 'segmenter_learner', 'train_segmenter']
+           'lovasz_hinge', 'CEDiceLoss', 'segmenter_learner', 'train_segmenter']
 
 # %% ../nbs/02_segment.ipynb
 def _check_square(m: Micrograph):
@@ -476,17 +476,41 @@ class _Standardize(Transform):
     def encodes(self, x: TensorImage): return (x - self.mean) / self.std
 
 # %% ../nbs/02_segment.ipynb
+def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
+    "Gradient of the Lovász extension of the Jaccard loss for 0/1 truth sorted by decreasing error."
+    gts = gt_sorted.sum()
+    inter = gts - gt_sorted.cumsum(0)
+    union = gts + (1 - gt_sorted).cumsum(0)
+    jac = 1 - inter / union
+    return torch.cat([jac[:1], jac[1:] - jac[:-1]])
+
+def lovasz_hinge(margin: torch.Tensor,  # n×h×w particle logit minus background logit
+                 target: torch.Tensor,  # n×h×w, 1 = particle
+                ) -> torch.Tensor:  # mean over the n images of the Lovász hinge loss
+    "Lovász hinge of each image: a convex surrogate of 1 − IoU of the particle mask (Berman et al. 2018)."
+    losses = []
+    for m, t in zip(margin.flatten(1).float(), target.flatten(1).float()):
+        err = 1 - m * (2 * t - 1)
+        err_sorted, order = torch.sort(err, descending=True)
+        losses.append((F.relu(err_sorted) * _lovasz_grad(t[order])).sum())  # not dot: autocast would run it in bf16
+    return torch.stack(losses).mean()
+
+
+# %% ../nbs/02_segment.ipynb
 class CEDiceLoss(torch.nn.Module):
-    "Cross-entropy plus `dice_weight` × soft Dice loss of the particle class."
+    "Cross-entropy plus `dice_weight` × soft Dice loss (whole batch) plus `lovasz_weight` × Lovász hinge (per crop)."
     def __init__(self, dice_weight: float = 1.0,  # weight of the Dice term
-                 smooth: float = 1.0):  # additive smoothing of the Dice ratio, px
-        super().__init__(); self.dice_weight, self.smooth = dice_weight, smooth
+                 smooth: float = 1.0,  # additive smoothing of the Dice ratio, px
+                 lovasz_weight: float = 0.0):  # weight of the per-crop Lovász hinge (IoU surrogate)
+        super().__init__(); self.dice_weight, self.smooth, self.lovasz_weight = dice_weight, smooth, lovasz_weight
     def forward(self, logits, target):
         logits, target = logits.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor).long()
         ce = F.cross_entropy(logits, target)
         p, t = logits.softmax(1)[:, 1], (target == 1).float()
         dice = 1 - (2 * (p * t).sum() + self.smooth) / (p.sum() + t.sum() + self.smooth)
-        return ce + self.dice_weight * dice
+        loss = ce + self.dice_weight * dice
+        if self.lovasz_weight: loss = loss + self.lovasz_weight * lovasz_hinge(logits[:, 1] - logits[:, 0], t)
+        return loss
     def activation(self, x): return F.softmax(x, dim=1)
     def decodes(self, x): return x.argmax(dim=1)
 

@@ -62,7 +62,7 @@ def load_items(folder):
         items.append((Micrograph(z['image'], float(z['nm_per_px']), str(f), 'metadata'), z['labels'] > 0))
     return items
 
-def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=None):
+def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=None, lovasz=0.0):
     "Train (resumably) at the working scale; a checkpoint is written after every epoch."
     import torch
     from fastai.callback.tracker import SaveModelCallback
@@ -75,12 +75,13 @@ def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=Non
         def after_pred(self): self.learn.pred = self.pred.float()
         def after_loss(self): self._ac.__exit__(None, None, None)
 
-    from hrtem_np.segment import segmenter_learner
+    from hrtem_np.segment import segmenter_learner, CEDiceLoss
     torch.set_num_threads(threads)
     train_items, valid_items = load_items(DATA/'train'), load_items(DATA/'valid')
     print(f"{len(train_items)} training, {len(valid_items)} validation micrographs", flush=True)
     learn = segmenter_learner(train_items, valid_items, arch=arch, pretrained=init, working_nm_per_px=WORKING_NM_PER_PX,
-                              crop_px=CROP_PX, bs=bs, cut=cut, seed=seed, invert_p=0.1, crops_per_epoch=bs*steps)
+                              crop_px=CROP_PX, bs=bs, cut=cut, seed=seed, invert_p=0.1, crops_per_epoch=bs*steps,
+                              loss_func=CEDiceLoss(lovasz_weight=lovasz))
     learn.path = DATA; learn.model_dir = 'checkpoints'
     ck = DATA/'checkpoints'; state = ck/'state.json'
     done = json.loads(state.read_text())['epochs_done'] if state.exists() else 0
@@ -104,7 +105,7 @@ def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=Non
     if bf16: cbs.append(CPUBFloat16())
     learn.fit_one_cycle(remaining, lr, cbs=cbs)
 
-def export(arch, cut, out=None, init=None, steps=None, lr=None, hardware=None):
+def export(arch, cut, out=None, init=None, steps=None, lr=None, hardware=None, seed=1, lovasz=0.0):
     "Write the best checkpoint as the shipped fp16 model + card (with the warm-start model's lineage when `init` is given)."
     from hrtem_np.segment import segmenter_learner, save_model, load_model
     valid_items = load_items(DATA/'valid')
@@ -115,17 +116,21 @@ def export(arch, cut, out=None, init=None, steps=None, lr=None, hardware=None):
     hist = json.loads((DATA/'checkpoints'/'state.json').read_text())['history']
     best = max(hist, key=lambda h: h.get('dice', 0))
     card = learn.segmenter_card
+    vdir = DATA/'valid'  # a validation folder shared with an earlier phase is a symlink to it
+    vdesc = (f"validation seed {seed + 1000}" if not vdir.is_symlink()
+             else f"the validation set of {vdir.resolve().parent.relative_to(ROOT)}")
     train_nm = [float(np.load(f)['nm_per_px']) for f in sorted((DATA/'train').glob('*.npz'))]
     minutes = (hist[-1]['time'] - hist[0]['time']) / 60 * len(hist) / max(1, len(hist) - 1)
     card['training'] = dict(
         data=f"{len(train_nm)} training + {len(valid_items)} validation domain-randomised simulated micrographs "
-             f"(hrtem_np.synth.random_conditions, seeds 1 and 1001, numpy engine, simulator of {time.strftime('%Y-%m-%d')})",
+             f"(hrtem_np.synth.random_conditions, training seed {seed}, {vdesc}, numpy engine, "
+             f"simulator of {time.strftime('%Y-%m-%d')})",
         n_train_images=len(train_nm), n_valid_images=len(valid_items),
         nm_per_px_range=[min(train_nm), max(train_nm)], crop_px=CROP_PX, bs=8, steps_per_epoch=steps,
-        epochs=len(hist), best_epoch=best['epoch'], loss='CE + Dice',
+        epochs=len(hist), best_epoch=best['epoch'], loss='CE + Dice' + (f' + {lovasz} × Lovász hinge' if lovasz else ''),
         schedule=f'one-cycle over {len(hist)} epochs at lr {lr}',
         augmentations='dihedral8, scale_jitter 1.15, gamma, contrast, brightness, blur, noise, invert_p 0.1',
-        precision='bfloat16 autocast on the CPU', pretrained=str(init) if init else None, seed=1,
+        precision='bfloat16 autocast on the CPU', pretrained=str(init) if init else None, seed=seed,
         hardware=hardware or f'2 CPU cores, about {minutes:.0f} min', recipe='tools/train_shipped_model.py',
         history=[{k: round(v, 4) for k, v in h.items() if k != 'time'} for h in hist])
     if init:  # the lineage: what the start model was trained on, and how well it did
@@ -156,6 +161,7 @@ if __name__ == '__main__':
     ap.add_argument('--data', default=None, help='folder for images and checkpoints (default: work_data)')
     ap.add_argument('--init', default=None, help='train: start from this saved model (warm start) instead of random weights')
     ap.add_argument('--hardware', default=None, help='export: the training hardware, for the model card')
+    ap.add_argument('--lovasz', type=float, default=0.0, help='train/export: weight of the Lovász hinge (IoU surrogate) in the loss')
     ap.add_argument('--shard', default='0/1', help='simulate: k/m makes every m-th image from k (run m processes in parallel)')
     a = ap.parse_args()
     if a.data: DATA = Path(a.data).resolve()
@@ -164,5 +170,5 @@ if __name__ == '__main__':
         shard = tuple(int(x) for x in a.shard.split('/'))
         simulate(a.n_valid, a.seed + 1000, DATA/'valid', shard)
         simulate(a.n, a.seed, DATA/'train', shard)
-    elif a.stage == 'train': train(a.hours, a.epochs, a.lr, a.arch, a.cut, a.bs, a.threads, a.seed, a.steps, a.bf16, a.init)
-    else: export(a.arch, a.cut, a.out, a.init, a.steps, a.lr, a.hardware)
+    elif a.stage == 'train': train(a.hours, a.epochs, a.lr, a.arch, a.cut, a.bs, a.threads, a.seed, a.steps, a.bf16, a.init, a.lovasz)
+    else: export(a.arch, a.cut, a.out, a.init, a.steps, a.lr, a.hardware, a.seed, a.lovasz)
