@@ -495,7 +495,6 @@ def lovasz_hinge(margin: torch.Tensor,  # n×h×w particle logit minus backgroun
         losses.append((F.relu(err_sorted) * _lovasz_grad(t[order])).sum())  # not dot: autocast would run it in bf16
     return torch.stack(losses).mean()
 
-
 # %% ../nbs/02_segment.ipynb
 class CEDiceLoss(torch.nn.Module):
     "Cross-entropy plus `dice_weight` × soft Dice loss (whole batch) plus `lovasz_weight` × Lovász hinge (per crop)."
