@@ -553,7 +553,7 @@ def segmenter_learner(items,  # (Micrograph, mask) pairs (nonzero = particle), o
                       n_in: int = 1,  # input channels: 1 (grey) or 3 (grey repeated)
                       seed: int = 0,  # seeds the split, crops, augmentations and weights
                       cbs=None,  # extra fastai callbacks
-                      crops_per_epoch: int | None = None,  # None = one crop per crop_px² of training image (≥ bs)
+                      crops_per_epoch: int | None = None,  # about this many (shared by image area, ≥ 1 each); None = one per crop_px² of image
                       valid_pct: float = 0.2,  # fraction of images held out when `valid_items` is None
                       invert_p: float = 0.0,  # probability of contrast inversion per crop
                       scale_jitter: float = 1.15,  # random scale within ×1/scale_jitter … ×scale_jitter

@@ -24,7 +24,8 @@ The shipped model was trained in three phases (about 4.5 h on 2 CPU cores in all
 
 Every stage is resumable: re-running `simulate` only makes the missing images; `train` continues from the last
 checkpoint in <data>/checkpoints. Data live in work_data/ (ignored by git; about 1.4 GB in all). With more images than
-crops per epoch, an epoch takes one crop from every image (1920 images = 240 steps of 8).
+crops per epoch, an epoch still takes at least one crop from every image, larger ones proportionally more, so
+`--steps 240` on 1920 images runs 253–255 steps of 8; `train` records the real number and `export` puts it in the card.
 """
 import argparse, json, math, os, sys, time
 from pathlib import Path
@@ -102,7 +103,8 @@ def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=Non
             n = done + self.epoch + 1
             vals = dict(zip(self.recorder.metric_names[1:-1], [float(v) for v in self.recorder.values[-1]]))
             hist = json.loads(state.read_text())['history'] if state.exists() else []
-            state.write_text(json.dumps(dict(epochs_done=n, history=hist + [dict(epoch=n, **vals, time=time.time())]), indent=1))
+            state.write_text(json.dumps(dict(epochs_done=n, steps_per_epoch=len(self.dls.train),
+                                             history=hist + [dict(epoch=n, **vals, time=time.time())]), indent=1))
             if time.time() > deadline: raise __import__('fastai.callback.core', fromlist=['CancelFitException']).CancelFitException()
 
     remaining = epochs - done
@@ -120,7 +122,8 @@ def export(arch, cut, out=None, init=None, steps=None, lr=None, hardware=None, s
                               crop_px=CROP_PX, bs=2, cut=cut)
     learn.path = DATA; learn.model_dir = 'checkpoints'
     learn.load('best', with_opt=False)
-    hist = json.loads((DATA/'checkpoints'/'state.json').read_text())['history']
+    st = json.loads((DATA/'checkpoints'/'state.json').read_text())
+    hist, steps = st['history'], st.get('steps_per_epoch', steps)  # the steps run, when `train` recorded them
     best = max(hist, key=lambda h: h.get('dice', 0))
     card = learn.segmenter_card
     vdir = DATA/'valid'  # a validation folder shared with an earlier phase is a symlink to it
@@ -162,7 +165,7 @@ if __name__ == '__main__':
     ap.add_argument('--hours', type=float, default=1.0); ap.add_argument('--epochs', type=int, default=30)
     ap.add_argument('--lr', type=float, default=2e-3); ap.add_argument('--arch', default='resnet18')
     ap.add_argument('--cut', type=int, default=None); ap.add_argument('--bs', type=int, default=8)
-    ap.add_argument('--threads', type=int, default=1); ap.add_argument('--steps', type=int, default=50, help='steps per epoch')
+    ap.add_argument('--threads', type=int, default=1); ap.add_argument('--steps', type=int, default=50, help='train: steps per epoch (about: every image gets a crop)')
     ap.add_argument('--bf16', action='store_true', help='bfloat16 autocast on the CPU')
     ap.add_argument('--out', default=None, help='export: model path stem (default: the shipped model)')
     ap.add_argument('--data', default=None, help='folder for images and checkpoints (default: work_data)')
