@@ -9,7 +9,8 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 # %% auto 0
-__all__ = ['pixel_scores', 'match_particles', 'object_scores', 'evaluate_segmentation', 'summarize_evaluation']
+__all__ = ['pixel_scores', 'match_particles', 'object_scores', 'evaluate_segmentation', 'summarize_evaluation',
+           'bootstrap_intervals']
 
 # %% ../nbs/05_evaluate.ipynb
 def pixel_scores(pred, # predicted mask (bool) or labels (>0 = particle)
@@ -109,3 +110,33 @@ def summarize_evaluation(per_image:pd.DataFrame, # output of `evaluate_segmentat
     out = [pool(g).rename(b) for b, g in df.groupby('bucket', observed=True)]
     out.append(pool(df).rename('all'))
     return pd.DataFrame(out)
+
+# %% ../nbs/05_evaluate.ipynb
+_SCORES = ['pixel_iou', 'pixel_dice', 'precision', 'recall', 'f1', 'median_abs_diameter_error_nm', 'diameter_bias_nm']
+
+def bootstrap_intervals(per_image:pd.DataFrame, # output of `evaluate_segmentation` (one row per image)
+                        n_boot:int=2000, # number of resamples
+                        level:float=0.95, # coverage of the interval
+                        seed:int=0, # random seed (the same seed gives the same intervals)
+                       )->pd.DataFrame: # one row per score: estimate, low, high, se
+    "Percentile-bootstrap confidence intervals of the overall scores of `summarize_evaluation`, resampling whole images."
+    df = per_image.reset_index(drop=True)
+    if len(df) == 0: raise ValueError("bootstrap_intervals: no images to resample")
+    if not 0 < level < 1: raise ValueError(f"level={level}: give a coverage between 0 and 1, e.g. 0.95")
+    iou, dice = df.iou.to_numpy(float), df.dice.to_numpy(float)
+    tp, fp, fn = (df[c].to_numpy(float) for c in ('tp', 'fp', 'fn'))
+    errs = [np.asarray(x, float) for x in df.diameter_errors_nm]
+    idx = np.random.default_rng(seed).integers(0, len(df), (n_boot, len(df)))
+    T, P, N = tp[idx].sum(1), fp[idx].sum(1), fn[idx].sum(1)
+    draws = dict(pixel_iou=iou[idx].mean(1), pixel_dice=dice[idx].mean(1), precision=T/np.maximum(T+P, 1),
+                 recall=T/np.maximum(T+N, 1), f1=2*T/np.maximum(2*T+P+N, 1))
+    med, bias = np.full(n_boot, np.nan), np.full(n_boot, np.nan)
+    for b, ix in enumerate(idx):
+        e = np.concatenate([errs[i] for i in ix] + [np.empty(0)])
+        if e.size: med[b], bias[b] = np.median(np.abs(e)), e.mean()
+    draws.update(median_abs_diameter_error_nm=med, diameter_bias_nm=bias)
+    est = summarize_evaluation(df).loc['all']
+    q = [50*(1 - level), 50*(1 + level)]
+    rows = {k: dict(estimate=float(est[k]), low=float(np.nanpercentile(v, q[0])), high=float(np.nanpercentile(v, q[1])),
+                    se=float(np.nanstd(v, ddof=1))) for k, v in draws.items()}
+    return pd.DataFrame(rows).T.loc[_SCORES]
