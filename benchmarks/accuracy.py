@@ -117,8 +117,9 @@ def record_in_card(model_path, out, n, size, engine, commit, t2048, threads, ci=
                                  and best['median_abs_diameter_error_nm'] <= TARGETS['median_abs_diameter_error_nm'])}
     if ci is not None:
         ev['ci95'] = {'method': 'percentile bootstrap over images, 2000 resamples (hrtem_np.evaluate.bootstrap_intervals)',
-                      **{name: {s: [round(float(ci[k].loc[s, 'low']), 3), round(float(ci[k].loc[s, 'high']), 3)]
-                                for s in ('pixel_iou', 'f1', 'median_abs_diameter_error_nm')}
+                      **{name: {key: [round(float(ci[k].loc[s, 'low']), 3), round(float(ci[k].loc[s, 'high']), 3)]
+                                for s, key in (('pixel_iou', 'pixel_iou'), ('f1', 'object_f1'),
+                                               ('median_abs_diameter_error_nm', 'median_abs_diameter_error_nm'))}
                          for k, name in (('model', 'shipped_model'), ('model_tta', 'shipped_model_tta'), ('classical', 'classical_baseline'))
                          if k in ci}}
     ev['segment_2048px_at_0.03nm_s'] = round(t2048, 1)
