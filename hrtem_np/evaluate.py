@@ -92,6 +92,15 @@ def evaluate_segmentation(items, # iterable of (pred_labels, true_labels, nm_per
     return pd.DataFrame(rows)
 
 # %% ../nbs/05_evaluate.ipynb
+def _object_rates(tp, fp, fn):
+    "Precision, recall and F1 from summed counts (numbers or arrays); 0 where nothing was counted."
+    return tp/np.maximum(tp+fp, 1), tp/np.maximum(tp+fn, 1), 2*tp/np.maximum(2*tp+fp+fn, 1)
+
+def _pooled_diameter_errors(per_image_errors):
+    "(median |Δd|, mean Δd) over the diameter errors of all images' matched particles; NaN when there are none."
+    e = np.concatenate([np.asarray(x, float) for x in per_image_errors] + [np.empty(0)])
+    return (float(np.median(np.abs(e))), float(e.mean())) if e.size else (np.nan, np.nan)
+
 def summarize_evaluation(per_image:pd.DataFrame, # output of `evaluate_segmentation`
                          buckets=(0.0, 0.04, 0.07, 0.11), # pixel-size bucket edges in nm/px
                         )->pd.DataFrame:
@@ -99,14 +108,11 @@ def summarize_evaluation(per_image:pd.DataFrame, # output of `evaluate_segmentat
     df = per_image.copy()
     df['bucket'] = pd.cut(df.nm_per_px, list(buckets)).astype(str)
     def pool(g):
-        tp, fp, fn = g.tp.sum(), g.fp.sum(), g.fn.sum()
-        if 'diameter_errors_nm' in g:  # every matched particle counts once, whatever image it is in
-            e = np.concatenate([np.asarray(x, float) for x in g.diameter_errors_nm] + [np.empty(0)])
-            med, bias = (np.median(np.abs(e)), e.mean()) if e.size else (np.nan, np.nan)
+        prec, rec, f1 = _object_rates(g.tp.sum(), g.fp.sum(), g.fn.sum())
+        if 'diameter_errors_nm' in g: med, bias = _pooled_diameter_errors(g.diameter_errors_nm)  # each matched particle once
         else: med, bias = np.nanmedian(g.median_abs_diameter_error_nm), np.nanmean(g.diameter_bias_nm)  # older tables
         return pd.Series(dict(n_images=len(g), n_true=g.n_true.sum(), pixel_iou=g.iou.mean(), pixel_dice=g.dice.mean(),
-                              precision=tp/max(tp+fp, 1), recall=tp/max(tp+fn, 1), f1=2*tp/max(2*tp+fp+fn, 1),
-                              median_abs_diameter_error_nm=med, diameter_bias_nm=bias))
+                              precision=prec, recall=rec, f1=f1, median_abs_diameter_error_nm=med, diameter_bias_nm=bias))
     out = [pool(g).rename(b) for b, g in df.groupby('bucket', observed=True)]
     out.append(pool(df).rename('all'))
     return pd.DataFrame(out)
@@ -123,17 +129,15 @@ def bootstrap_intervals(per_image:pd.DataFrame, # output of `evaluate_segmentati
     df = per_image.reset_index(drop=True)
     if len(df) == 0: raise ValueError("bootstrap_intervals: no images to resample")
     if not 0 < level < 1: raise ValueError(f"level={level}: give a coverage between 0 and 1, e.g. 0.95")
+    if 'diameter_errors_nm' not in df: raise ValueError("bootstrap_intervals needs the diameter_errors_nm column: "
+                                                        "score the images again with evaluate_segmentation")
     iou, dice = df.iou.to_numpy(float), df.dice.to_numpy(float)
     tp, fp, fn = (df[c].to_numpy(float) for c in ('tp', 'fp', 'fn'))
-    errs = [np.asarray(x, float) for x in df.diameter_errors_nm]
     idx = np.random.default_rng(seed).integers(0, len(df), (n_boot, len(df)))
     T, P, N = tp[idx].sum(1), fp[idx].sum(1), fn[idx].sum(1)
-    draws = dict(pixel_iou=iou[idx].mean(1), pixel_dice=dice[idx].mean(1), precision=T/np.maximum(T+P, 1),
-                 recall=T/np.maximum(T+N, 1), f1=2*T/np.maximum(2*T+P+N, 1))
-    med, bias = np.full(n_boot, np.nan), np.full(n_boot, np.nan)
-    for b, ix in enumerate(idx):
-        e = np.concatenate([errs[i] for i in ix] + [np.empty(0)])
-        if e.size: med[b], bias[b] = np.median(np.abs(e)), e.mean()
+    draws = dict(zip(['precision', 'recall', 'f1'], _object_rates(T, P, N)), pixel_iou=iou[idx].mean(1), pixel_dice=dice[idx].mean(1))
+    errs = df.diameter_errors_nm.tolist()
+    med, bias = np.array([_pooled_diameter_errors([errs[i] for i in ix]) for ix in idx]).T
     draws.update(median_abs_diameter_error_nm=med, diameter_bias_nm=bias)
     est = summarize_evaluation(df).loc['all']
     q = [50*(1 - level), 50*(1 + level)]
