@@ -22,6 +22,9 @@ The shipped model was trained in three phases (about 4.5 h on 2 CPU cores in all
     python tools/train_shipped_model.py export --data work_data/v3 --init hrtem_np/models/hrtem_unet.safetensors \
         --cut -3 --steps 240 --lr 4e-4 --seed 3 --lovasz 0.5
 
+`--working-nm-per-px` and `--crop-px` change the network's pixel size and training crop (defaults 0.07 nm/px, 192 px);
+with `--init`, the start model's weights are fine-tuned at the new scale and the card records it.
+
 Every stage is resumable: re-running `simulate` only makes the missing images; `train` continues from the last
 checkpoint in <data>/checkpoints. Data live in work_data/ (ignored by git; about 1.4 GB in all). With more images than
 crops per epoch, an epoch still takes at least one crop from every image, larger ones proportionally more, so
@@ -173,8 +176,11 @@ if __name__ == '__main__':
     ap.add_argument('--hardware', default=None, help='export: the training hardware, for the model card')
     ap.add_argument('--lovasz', type=float, default=0.0, help='train/export: weight of the Lovász hinge (IoU surrogate) in the loss')
     ap.add_argument('--shard', default='0/1', help='simulate: k/m makes every m-th image from k (run m processes in parallel)')
+    ap.add_argument('--working-nm-per-px', type=float, default=WORKING_NM_PER_PX, help='train/export: the network\'s pixel size, nm')
+    ap.add_argument('--crop-px', type=int, default=CROP_PX, help='train/export: training crop edge at the working scale, px')
     a = ap.parse_args()
     if a.data: DATA = Path(a.data).resolve()
+    WORKING_NM_PER_PX, CROP_PX = a.working_nm_per_px, a.crop_px
     os.environ.setdefault('OMP_NUM_THREADS', str(a.threads))
     if a.stage == 'simulate':
         shard = tuple(int(x) for x in a.shard.split('/'))
