@@ -121,7 +121,8 @@ def export(arch, cut, out=None, init=None, steps=None, lr=None, hardware=None, s
     "Write the best checkpoint as the shipped fp16 model + card (with the warm-start model's lineage when `init` is given)."
     from hrtem_np.segment import segmenter_learner, save_model, load_model
     valid_items = load_items(DATA/'valid')
-    learn = segmenter_learner(valid_items[:4], valid_items[:4], arch=arch, pretrained=None, working_nm_per_px=WORKING_NM_PER_PX,
+    # with `init`, arch and cut come from the start model's card, as in `train` (its weights are replaced by 'best' below)
+    learn = segmenter_learner(valid_items[:4], valid_items[:4], arch=arch, pretrained=init, working_nm_per_px=WORKING_NM_PER_PX,
                               crop_px=CROP_PX, bs=2, cut=cut)
     learn.path = DATA; learn.model_dir = 'checkpoints'
     learn.load('best', with_opt=False)
