@@ -73,7 +73,35 @@ def load_items(folder):
         items.append((Micrograph(z['image'], float(z['nm_per_px']), str(f), 'metadata'), z['labels'] > 0))
     return items
 
-def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=None, lovasz=0.0):
+def grow_state(src_state, model):
+    """State dict for `model`, a ResNet U-Net with a deeper encoder of the same widths (resnet18 → resnet34), from
+    `src_state`: every shared weight copied, every extra residual block started as the identity (its last BatchNorm's
+    scale and shift zeroed, so the block adds nothing), so the grown network computes what the source did."""
+    import re, torch
+    dst = model.state_dict()
+    bad = [k for k, v in src_state.items() if k not in dst or dst[k].shape != v.shape]
+    if bad: raise ValueError(f"cannot grow: {len(bad)} source weights have no place in the new model (e.g. {bad[0]}); "
+                             "the encoders must have the same widths, e.g. resnet18 → resnet34 with the same cut")
+    new = {**dst, **{k: v.to(dst[k].dtype) for k, v in src_state.items()}}
+    blocks = {m.group(1) for k in dst if k not in src_state for m in [re.match(r'(.*\.\d+\.)(conv|bn)\d+\.', k)] if m}
+    for b in blocks:
+        last = max(int(re.match(rf'{re.escape(b)}bn(\d+)\.weight$', k).group(1)) for k in dst if re.match(rf'{re.escape(b)}bn\d+\.weight$', k))
+        new[f'{b}bn{last}.weight'] = torch.zeros_like(dst[f'{b}bn{last}.weight'])
+        new[f'{b}bn{last}.bias'] = torch.zeros_like(dst[f'{b}bn{last}.bias'])
+    return new
+
+def _grown_learner(grow, init, **kw):
+    "A learner whose encoder is `grow` (same cut and scale as the `init` model), started from `init`'s weights."
+    from hrtem_np.segment import segmenter_learner, load_model
+    start = load_model(init)
+    learn = segmenter_learner(arch=grow, pretrained=None, cut=start.card['cut'], **kw)
+    learn.model.load_state_dict(grow_state(start.model.state_dict(), learn.model))
+    learn.segmenter_card['training']['grown_from'] = (
+        f"{init} ({start.card['arch']}, cut {start.card['cut']}): shared weights copied, the extra residual blocks of "
+        f"{grow} started as the identity (last BatchNorm zeroed), so training began from the start model's outputs")
+    return learn
+
+def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=None, lovasz=0.0, grow=None):
     "Train (resumably) at the working scale; a checkpoint is written after every epoch."
     import torch
     from fastai.callback.tracker import SaveModelCallback
@@ -90,9 +118,10 @@ def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=Non
     torch.set_num_threads(threads)
     train_items, valid_items = load_items(DATA/'train'), load_items(DATA/'valid')
     print(f"{len(train_items)} training, {len(valid_items)} validation micrographs", flush=True)
-    learn = segmenter_learner(train_items, valid_items, arch=arch, pretrained=init, working_nm_per_px=WORKING_NM_PER_PX,
-                              crop_px=CROP_PX, bs=bs, cut=cut, seed=seed, invert_p=0.1, crops_per_epoch=bs*steps,
-                              loss_func=CEDiceLoss(lovasz_weight=lovasz))
+    kw = dict(working_nm_per_px=WORKING_NM_PER_PX, crop_px=CROP_PX, bs=bs, seed=seed, invert_p=0.1,
+              crops_per_epoch=bs*steps, loss_func=CEDiceLoss(lovasz_weight=lovasz))
+    if grow: learn = _grown_learner(grow, init, items=train_items, valid_items=valid_items, **kw)
+    else: learn = segmenter_learner(train_items, valid_items, arch=arch, pretrained=init, cut=cut, **kw)
     learn.path = DATA; learn.model_dir = 'checkpoints'
     ck = DATA/'checkpoints'; state = ck/'state.json'
     done = json.loads(state.read_text())['epochs_done'] if state.exists() else 0
@@ -117,13 +146,14 @@ def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=Non
     if bf16: cbs.append(CPUBFloat16())
     learn.fit_one_cycle(remaining, lr, cbs=cbs)
 
-def export(arch, cut, out=None, init=None, steps=None, lr=None, hardware=None, seed=1, lovasz=0.0):
+def export(arch, cut, out=None, init=None, steps=None, lr=None, hardware=None, seed=1, lovasz=0.0, grow=None):
     "Write the best checkpoint as the shipped fp16 model + card (with the warm-start model's lineage when `init` is given)."
     from hrtem_np.segment import segmenter_learner, save_model, load_model
     valid_items = load_items(DATA/'valid')
     # with `init`, arch and cut come from the start model's card, as in `train` (its weights are replaced by 'best' below)
-    learn = segmenter_learner(valid_items[:4], valid_items[:4], arch=arch, pretrained=init, working_nm_per_px=WORKING_NM_PER_PX,
-                              crop_px=CROP_PX, bs=2, cut=cut)
+    kw = dict(items=valid_items[:4], valid_items=valid_items[:4], working_nm_per_px=WORKING_NM_PER_PX, crop_px=CROP_PX, bs=2)
+    learn = _grown_learner(grow, init, **kw) if grow else segmenter_learner(arch=arch, pretrained=init, cut=cut, **kw)
+    grown = learn.segmenter_card['training'].get('grown_from')
     learn.path = DATA; learn.model_dir = 'checkpoints'
     learn.load('best', with_opt=False)
     st = json.loads((DATA/'checkpoints'/'state.json').read_text())
@@ -147,6 +177,7 @@ def export(arch, cut, out=None, init=None, steps=None, lr=None, hardware=None, s
         precision='bfloat16 autocast on the CPU', pretrained=str(init) if init else None, seed=seed,
         hardware=hardware or f'2 CPU cores, about {minutes:.0f} min', recipe='tools/train_shipped_model.py',
         history=[{k: round(v, 4) for k, v in h.items() if k != 'time'} for h in hist])
+    if grown: card['training']['grown_from'] = grown
     if init:  # the lineage: what the start model was trained on, and how well it did
         start = load_model(init)
         import subprocess
@@ -176,6 +207,7 @@ if __name__ == '__main__':
     ap.add_argument('--init', default=None, help='train: start from this saved model (warm start) instead of random weights')
     ap.add_argument('--hardware', default=None, help='export: the training hardware, for the model card')
     ap.add_argument('--lovasz', type=float, default=0.0, help='train/export: weight of the Lovász hinge (IoU surrogate) in the loss')
+    ap.add_argument('--grow', default=None, help='train/export: deepen the --init model\'s encoder to this arch (e.g. resnet34, same widths and cut), extra blocks starting as the identity')
     ap.add_argument('--shard', default='0/1', help='simulate: k/m makes every m-th image from k (run m processes in parallel)')
     ap.add_argument('--working-nm-per-px', type=float, default=WORKING_NM_PER_PX, help='train/export: the network\'s pixel size, nm')
     ap.add_argument('--crop-px', type=int, default=CROP_PX, help='train/export: training crop edge at the working scale, px')
@@ -187,5 +219,5 @@ if __name__ == '__main__':
         shard = tuple(int(x) for x in a.shard.split('/'))
         simulate(a.n_valid, a.seed + 1000, DATA/'valid', shard)
         simulate(a.n, a.seed, DATA/'train', shard)
-    elif a.stage == 'train': train(a.hours, a.epochs, a.lr, a.arch, a.cut, a.bs, a.threads, a.seed, a.steps, a.bf16, a.init, a.lovasz)
-    else: export(a.arch, a.cut, a.out, a.init, a.steps, a.lr, a.hardware, a.seed, a.lovasz)
+    elif a.stage == 'train': train(a.hours, a.epochs, a.lr, a.arch, a.cut, a.bs, a.threads, a.seed, a.steps, a.bf16, a.init, a.lovasz, a.grow)
+    else: export(a.arch, a.cut, a.out, a.init, a.steps, a.lr, a.hardware, a.seed, a.lovasz, a.grow)
