@@ -22,6 +22,10 @@ The shipped model was trained in three phases (about 4.5 h on 2 CPU cores in all
     python tools/train_shipped_model.py export --data work_data/v3 --init hrtem_np/models/hrtem_unet.safetensors \
         --cut -3 --steps 240 --lr 4e-4 --seed 3 --lovasz 0.5
 
+`--grow resnet34` (with `--init`, on `train` and `export`) deepens the start model's encoder to ResNet-34 with the same
+cut and decoder: shared weights are copied and the extra residual blocks start as the identity (phase 6, not shipped;
+nbs/05_evaluate.ipynb has its figures).
+
 `--working-nm-per-px` and `--crop-px` change the network's pixel size and training crop (defaults 0.07 nm/px, 192 px);
 with `--init`, the start model's weights are fine-tuned at the new scale and the card records it.
 
