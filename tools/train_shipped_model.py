@@ -219,6 +219,7 @@ if __name__ == '__main__':
     if a.data: DATA = Path(a.data).resolve()
     WORKING_NM_PER_PX, CROP_PX = a.working_nm_per_px, a.crop_px
     os.environ.setdefault('OMP_NUM_THREADS', str(a.threads))
+    if a.grow and not a.init: ap.error('--grow needs --init: the model whose encoder is deepened')
     if a.stage == 'simulate':
         shard = tuple(int(x) for x in a.shard.split('/'))
         simulate(a.n_valid, a.seed + 1000, DATA/'valid', shard)
