@@ -88,10 +88,9 @@ def grow_state(src_state, model):
                              "the encoders must have the same widths, e.g. resnet18 → resnet34 with the same cut")
     new = {**dst, **{k: v.to(dst[k].dtype) for k, v in src_state.items()}}
     blocks = {m.group(1) for k in dst if k not in src_state for m in [re.match(r'(.*\.\d+\.)(conv|bn)\d+\.', k)] if m}
-    for b in blocks:
-        last = max(int(re.match(rf'{re.escape(b)}bn(\d+)\.weight$', k).group(1)) for k in dst if re.match(rf'{re.escape(b)}bn\d+\.weight$', k))
-        new[f'{b}bn{last}.weight'] = torch.zeros_like(dst[f'{b}bn{last}.weight'])
-        new[f'{b}bn{last}.bias'] = torch.zeros_like(dst[f'{b}bn{last}.bias'])
+    for b in blocks:  # its last BatchNorm: bn2 in a BasicBlock, bn3 in a Bottleneck
+        bn = max(k for k in dst if k.startswith(f'{b}bn') and k.endswith('.weight'))[:-len('weight')]
+        new[bn + 'weight'], new[bn + 'bias'] = torch.zeros_like(dst[bn + 'weight']), torch.zeros_like(dst[bn + 'bias'])
     return new
 
 def _grown_learner(grow, init, **kw):
