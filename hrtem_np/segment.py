@@ -341,11 +341,22 @@ def _get_segmenter(model) -> Segmenter:
     raise TypeError(f"model must be a Segmenter, a model path or None, not {type(model).__name__}")
 
 # %% ../nbs/02_segment.ipynb
-def _tiled_proba(m: Micrograph, seg: Segmenter, tta: bool, tile_px: int, overlap_px: int, batch_size: int) -> np.ndarray:
-    "Particle probability on the original grid of `m`, predicted on blended overlapping tiles."
+def _mirror_pad(img: np.ndarray, pad: int) -> np.ndarray:
+    "`img` mirrored outwards by `pad` px on every side (mirrored again where `pad` exceeds the image)."
+    while pad > 0:
+        k = min(pad, img.shape[0] - 1, img.shape[1] - 1)
+        if k < 1: return np.pad(img, pad, mode='edge')
+        img, pad = np.pad(img, k, mode='reflect'), pad - k
+    return img
+
+def _tiled_proba(m: Micrograph, seg: Segmenter, tta: bool, tile_px: int, overlap_px: int, batch_size: int,
+                 context_px: int = 32) -> np.ndarray:
+    "Particle probability on the original grid of `m`, predicted on blended overlapping tiles of the image mirrored outwards."
     norm, scale = seg.card['normalisation'], m.nm_per_px / seg.working_nm_per_px
     lo, hi = _percentiles(m.image, norm['p_low'], norm['p_high'])
-    h, w = m.image.shape
+    pad = math.ceil(context_px / scale) if context_px > 0 else 0  # context beyond the border, as the interior has
+    img = _mirror_pad(m.image, pad)
+    h, w = img.shape
     tile, overlap = max(8, round(tile_px / scale)), round(overlap_px / scale)
     (th, rows), (tw, cols) = _tiling(h, tile, overlap, scale), _tiling(w, tile, overlap, scale)
     work = (max(8, round(th * scale)), max(8, round(tw * scale)))
@@ -355,7 +366,7 @@ def _tiled_proba(m: Micrograph, seg: Segmenter, tta: bool, tile_px: int, overlap
     pos = [(r, c) for r in rows for c in cols]
     for i in range(0, len(pos), batch_size):
         chunk = pos[i:i + batch_size]
-        x = np.stack([m.image[r:r + th, c:c + tw] for r, c in chunk]).astype(np.float32)
+        x = np.stack([img[r:r + th, c:c + tw] for r, c in chunk]).astype(np.float32)
         x = np.clip((x - lo) / (hi - lo), 0, 1)
         p = _resample(seg.predict_batch(_resample(x, work), tta), (th, tw))
         for (r, c), pi in zip(chunk, p): acc[r:r + th, c:c + tw] += pi * np.outer(wr[r], wc[c])
@@ -363,7 +374,7 @@ def _tiled_proba(m: Micrograph, seg: Segmenter, tta: bool, tile_px: int, overlap
     for r in rows: wsum_r[r:r + th] += wr[r]
     for c in cols: wsum_c[c:c + tw] += wc[c]
     acc /= np.outer(wsum_r, wsum_c)  # the weights are separable, so their sum is too
-    return acc
+    return acc[pad:h - pad, pad:w - pad]
 
 # %% ../nbs/02_segment.ipynb
 def segment(micrograph: Micrograph,  # calibrated micrograph, any size and pixel size
@@ -374,13 +385,14 @@ def segment(micrograph: Micrograph,  # calibrated micrograph, any size and pixel
             overlap_px: int = 64,  # overlap of neighbouring tiles at the working pixel size, px
             return_proba: bool = False,  # also return the probability map
             batch_size: int = 4,  # tiles per forward pass
+            context_px: int = 32,  # mirrored context added beyond the image border, at the working pixel size, px (0 = none)
            ):  # bool mask with the image's shape, or (mask, float32 probability) with `return_proba`
     "Particle mask of `micrograph`, predicted by a U-Net on blended tiles at the model's working pixel size."
     m = _check_micrograph(micrograph)
     if not (32 <= tile_px and 0 <= overlap_px < tile_px / 2):
         raise ValueError(f"tile_px={tile_px}, overlap_px={overlap_px}: need tile_px >= 32 and 0 <= overlap_px < tile_px/2")
     seg = _get_segmenter(model)
-    proba = _tiled_proba(m, seg, tta, tile_px, overlap_px, batch_size)
+    proba = _tiled_proba(m, seg, tta, tile_px, overlap_px, batch_size, context_px)
     mask = proba > threshold
     return (mask, proba) if return_proba else mask
 

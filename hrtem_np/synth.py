@@ -523,6 +523,7 @@ def simulate_micrograph(
     invert_contrast:bool=False, # mirror the intensity about its mean before noise (bright particles)
     slice_thickness_nm:float|None=None, # multislice slice thickness through the particles, nm; None = 2 nm at ≥ 200 kV, 1 nm at ≥ 100 kV, else 0.5 nm
     engine:str='numpy', # 'numpy' (fast, default) or 'abtem' (reference multislice, needs abTEM 1.x)
+    carbon=None, # support model: f(box_yx_nm, thickness_nm, rng, outlines_xy_nm) → (N, 3) C atoms (x, y, z ≤ 0) nm; None = built-in film
     seed:int|None=None, # random seed; the same seed gives the same image, labels and table
 )->tuple: # (Micrograph with counts per pixel, int32 label image (0 = background), truth DataFrame)
     "Simulate an HRTEM micrograph of metal nanoparticles on amorphous carbon, with exact labels and truth table."
@@ -538,7 +539,7 @@ def simulate_micrograph(
                 voltage_kV=voltage_kV, defocus_nm=float(defocus_nm), cs_mm=cs_mm, focal_spread_nm=focal_spread_nm,
                 convergence_mrad=convergence_mrad, aperture_mrad=aperture_mrad, dose_e_per_A2=dose_e_per_A2,
                 mtf_sigma_px=mtf_sigma_px, invert_contrast=invert_contrast, slice_thickness_nm=slice_thickness_nm,
-                engine=engine, seed=seed)
+                engine=engine, carbon=getattr(carbon, '__qualname__', None) if carbon is not None else None, seed=seed)
     rng = np.random.default_rng(seed)
     fov = (shape[0]*nm_per_px, shape[1]*nm_per_px)
     parts = [_make_particle(element[int(rng.integers(len(element)))], shapes[int(rng.integers(len(shapes)))], d,
@@ -549,7 +550,7 @@ def simulate_micrograph(
         raise ValueError(f"{n_particles} particles cover more than 60 % of the {fov[0]:.1f} × {fov[1]:.1f} nm field of view; "
                          f"use a larger `shape`, a larger `nm_per_px`, fewer particles or smaller `diameter_nm`.")
     _place(parts, fov, rng, touching_fraction, overlap_fraction, allow_edge, max(0.3, 3*nm_per_px))
-    image, labels = _form_image(parts, fov, cond, rng)
+    image, labels = _form_image(parts, fov, cond, rng, carbon)
     truth = _truth_table(parts, nm_per_px, fov)
     truth.attrs['conditions'] = cond
     return Micrograph(image, float(nm_per_px), None, 'metadata', dict(cond)), labels, truth
@@ -566,13 +567,15 @@ def _grid(shape, nm_per_px, cond):
     return k, dx, pad, n_rc
 
 # %% ../nbs/01_synth.ipynb
-def _form_image(parts, fov, cond, rng):
+def _form_image(parts, fov, cond, rng, carbon=None):
     "Counts image (float32) and labels for placed particles: carbon film, multislice/CTF, camera, shot noise."
     shape, nm_per_px = cond['shape'], cond['nm_per_px']
     k, dx, pad, n_rc = _grid(shape, nm_per_px, cond)
     off = pad*dx
     shifted = [_Particle(p.element, p.shape, p.orientation, p.xyz_nm + [off, off, 0], p.outline, p.radius_nm) for p in parts]
-    carbon = _carbon_film((n_rc[0]*dx, n_rc[1]*dx), cond['carbon_thickness_nm'], rng)
+    box = (n_rc[0]*dx, n_rc[1]*dx)
+    carbon = (_carbon_film(box, cond['carbon_thickness_nm'], rng) if carbon is None
+              else np.asarray(carbon(box, cond['carbon_thickness_nm'], rng, [p.outline + off for p in parts]), float).reshape(-1, 3))
     if cond['engine'] == 'abtem': I = _render_abtem(shifted, carbon, n_rc, dx, cond)
     else: I = _render_numpy(shifted, carbon, n_rc, dx, cond)
     I = _bin(I[pad:pad + shape[0]*k, pad:pad + shape[1]*k], k)
