@@ -13,8 +13,8 @@ from .io import Micrograph, load_micrograph, as_micrograph, save_micrograph, ato
 from .corrections import CORRECTIONS_FILE, CorrectionsError, apply_corrections_file
 
 # %% auto 0
-__all__ = ['IMAGE_COLUMNS', 'find_micrographs', 'environment_info', 'analysis_options', 'Analysis', 'analyze', 'BatchResult',
-           'BatchError', 'analyze_folder']
+__all__ = ['MIN_CONFIDENCE', 'IMAGE_COLUMNS', 'find_micrographs', 'environment_info', 'analysis_options', 'Analysis', 'analyze',
+           'BatchResult', 'BatchError', 'analyze_folder']
 
 # %% ../nbs/08_batch.ipynb
 def _expand(folder_or_paths, pattern:str='*', recursive:bool=False):
@@ -104,12 +104,15 @@ def _resolve_model(model, # None (shipped U-Net), 'classical', a model path, or 
     return seg, {'name': name, 'sha256': _weights_sha256(seg), **card}
 
 # %% ../nbs/08_batch.ipynb
+MIN_CONFIDENCE = 0.0  # default confidence rule (see nbs/05_evaluate.ipynb: calibrated on the robustness bench)
+
 def analysis_options(model_card:dict, # from `_resolve_model`: name and sha256 of the model
                      nm_per_px:float|None=None, # pixel size in nm for every input; None = each file's own calibration
                      element:str|None=None, # particle metal ('Au', 'Pt', 'Ag', 'Pd', 'Cu'): atom counts, hkl; None = 'Au'
                      crystal:bool=False, # also measure lattice spacings per particle (`lattice_spacings`)
                      tta:bool=False, # test-time augmentation in `segment` (8× slower)
                      min_diameter_nm:float=0.5, # particles smaller than this are dropped
+                     min_confidence:float=MIN_CONFIDENCE, # particles whose mean segmentation probability is lower are dropped, 0.5…1
                      edge:str='exclude', # particles touching the border: 'exclude', 'flag' or 'keep' them
                      method:str='watershed', # how touching particles are split: 'watershed' or 'uecs'
                      signal:str|int|None=None, # which image in multi-image files (title or index)
@@ -124,7 +127,7 @@ def analysis_options(model_card:dict, # from `_resolve_model`: name and sha256 o
     n_atoms_fcc(1.0, element)  # an unknown element is refused now, not once per image
     return dict(model=model_card.get('name'), model_sha256=model_card.get('sha256'),
                 nm_per_px=None if nm_per_px is None else float(nm_per_px), element=element, crystal=bool(crystal),
-                tta=bool(tta), min_diameter_nm=float(min_diameter_nm), edge=edge, method=method, signal=signal,
+                tta=bool(tta), min_diameter_nm=float(min_diameter_nm), min_confidence=float(min_confidence), edge=edge, method=method, signal=signal,
                 frame=frame, hrtem_np_version=hrtem_np.__version__)
 
 # %% ../nbs/08_batch.ipynb
@@ -136,10 +139,13 @@ def _run_pipeline(m:Micrograph, # calibrated micrograph
     from hrtem_np.segment import segment, segment_classical
     from hrtem_np.particles import particles_from_mask
     t = {}; t0 = time.perf_counter()
-    mask = segment_classical(m) if isinstance(model, str) and model == 'classical' else segment(m, model=model, tta=opts['tta'])
+    if isinstance(model, str) and model == 'classical': mask, proba = segment_classical(m), None
+    else: mask, proba = segment(m, model=model, tta=opts['tta'], return_proba=True)
     t['segment_s'] = time.perf_counter() - t0; t0 = time.perf_counter()
     labels, parts = particles_from_mask(mask, m.nm_per_px, image=m.image, element=opts['element'],
-                                        min_diameter_nm=opts['min_diameter_nm'], edge=opts['edge'], method=opts['method'])
+                                        min_diameter_nm=opts['min_diameter_nm'], edge=opts['edge'], method=opts['method'],
+                                        proba=proba, min_confidence=opts.get('min_confidence', 0.0))
+    t['dropped'] = dict(parts.attrs.get('dropped', {}))
     t['measure_s'] = time.perf_counter() - t0; t0 = time.perf_counter()
     if opts['crystal'] and len(parts):
         from hrtem_np.crystal import lattice_spacings
@@ -201,13 +207,16 @@ def analyze(source, # a micrograph file, a `Micrograph`, or a 2-D array (then nm
     inp = {'path': m.source, 'sha256': file_sha256(m.source), 'size_bytes': Path(m.source).stat().st_size} \
           if m.source and Path(m.source).is_file() else {'path': None, 'sha256': None}
     inp.update(nm_per_px=m.nm_per_px, calibration_source=m.calibration_source)
+    dropped = t.pop('dropped', {})
     timings = {'load_s': t_load, **t, 'total_s': time.perf_counter() - t0}
     prov = dict(created=time.strftime('%Y-%m-%dT%H:%M:%S%z'), environment=environment_info(), model=card,
-                options=opts, options_key=_options_key(opts), input=inp, timings_s=timings)
+                options=opts, options_key=_options_key(opts), input=inp, timings_s=timings,
+                counts=dict(kept=len(parts), dropped=dropped))
     return Analysis(m, mask, labels.astype(np.int32), parts, opts, prov)
 
 # %% ../nbs/08_batch.ipynb
-IMAGE_COLUMNS = ['image', 'status', 'error', 'note', 'corrected', 'corrections_note', 'n_particles', 'nm_per_px',
+IMAGE_COLUMNS = ['image', 'status', 'error', 'note', 'corrected', 'corrections_note', 'n_particles', 'n_too_small',
+                 'n_low_confidence', 'n_edge_excluded', 'nm_per_px',
                  'calibration_source', 'height_px', 'width_px', 'load_s', 'segment_s', 'measure_s', 'crystal_s', 'write_s',
                  'total_s', 'sha256', 'size_bytes', 'corrections_sha256', 'options_key', 'output_dir',
                  'path']  # columns of images.csv, in order
@@ -342,7 +351,9 @@ def _analyze_file(path, # input file
         mask, labels, parts, t = _run_pipeline(m, model, opts)
         t1 = time.perf_counter()
         note = _write_image_outputs(d, m, mask, labels, parts, name, overlays)
-        row.update(t, status='ok', n_particles=len(parts), note=note)
+        dropped = t.pop('dropped', {})
+        row.update(t, status='ok', n_particles=len(parts), note=note, n_too_small=dropped.get('too_small'),
+                   n_low_confidence=dropped.get('low_confidence'), n_edge_excluded=dropped.get('edge'))
         row.update(_apply_image_corrections(d, name, lambda: (m, mask, labels, parts)), write_s=time.perf_counter() - t1)
     except Exception as e:
         row['error'] = f"{type(e).__name__}: {e}"

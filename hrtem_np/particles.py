@@ -37,6 +37,7 @@ PARTICLE_COLUMNS = {
     'eccentricity': 'eccentricity of the ellipse with the same second moments, 0 (circle) … 1 (line), dimensionless',
     'orientation_deg': 'angle of that ellipse\'s long axis from the image x axis, counter-clockwise as displayed, −90…90°',
     'mean_intensity': 'mean image value inside the particle (NaN when no image is given), image units',
+    'confidence': 'mean particle probability of the segmentation inside the outline, 0.5…1 (NaN without a probability map, e.g. the classical method), dimensionless',
     'n_atoms_est': 'atoms in a sphere of diameter_nm for the element\'s fcc lattice (4 atoms per a³); NaN without element',
     'touches_edge': 'True when the particle has a pixel on the image border (its size is then a lower bound)',
     'was_split': 'True when the particle was cut out of a larger object by split_particles',
@@ -226,7 +227,7 @@ def _moments(R:_Runs, area):
     cov = (R.sum(r*r*R.len)/area - mr**2, R.sum(s_cc)/area - mc**2, R.sum(r*s_c)/area - mr*mc)
     return mr + R.row[R.first], mc + R.c0[R.first], cov
 
-def _pixel_measurements(labels:np.ndarray, image:np.ndarray|None=None)->dict:
+def _pixel_measurements(labels:np.ndarray, image:np.ndarray|None=None, proba:np.ndarray|None=None)->dict:
     "Per-particle measurements in pixel units (arrays in label order)."
     R = _Runs(labels)
     H, W = R.shape
@@ -239,6 +240,7 @@ def _pixel_measurements(labels:np.ndarray, image:np.ndarray|None=None)->dict:
                hull_area=hull_area + 0.5*hull_per + np.pi/4, feret_max=fmax, feret_min=fmin,
                touches_edge=R.sum(edge) > 0, mean_intensity=np.full(R.n, np.nan))
     if image is not None: out['mean_intensity'] = R.sum(R.image_sums(image))/area
+    out['confidence'] = R.sum(R.image_sums(proba))/area if proba is not None else np.full(R.n, np.nan)
     return out
 
 # %% ../nbs/03_particles.ipynb
@@ -322,7 +324,7 @@ def _table(pm:dict, nm_per_px:float, element, was_split, n_holes, min_solidity, 
              convexity=pm['convex_perimeter']/pm['perimeter'],
              eccentricity=np.sqrt(1 - np.divide(l2, l1, out=np.ones_like(l1), where=l1 > 0)),
              orientation_deg=np.degrees(0.5*np.arctan2(-2*vrc, vcc - vrr)),
-             mean_intensity=pm['mean_intensity'], n_atoms_est=n_atoms_fcc(d_px*s, element),
+             mean_intensity=pm['mean_intensity'], confidence=pm['confidence'], n_atoms_est=n_atoms_fcc(d_px*s, element),
              touches_edge=pm['touches_edge'], was_split=np.asarray(was_split, bool),
              n_holes=np.asarray(n_holes, np.int64), flagged=(solidity < min_solidity) | (np.asarray(n_holes) > max_holes))
     t['orientation_deg'] = np.where(t['orientation_deg'] <= -90, t['orientation_deg'] + 180, t['orientation_deg'])
@@ -348,6 +350,7 @@ def measure_particles(labels, # int label image (0 = background), or the `Instan
                       n_holes=None, # holes filled per particle, array indexed by label (default: from `Instances`)
                       min_solidity:float=0.8, # particles below this solidity are `flagged`
                       max_holes:int=2, # particles with more holes than this are `flagged`
+                      proba=None, # the segmentation's particle probability map (labels' shape) for `confidence`; None → NaN
                      )->pd.DataFrame:
     "One row per particle with the columns of `PARTICLE_COLUMNS` (sizes in nm), sorted by label."
     if isinstance(labels, Instances):
@@ -356,9 +359,10 @@ def measure_particles(labels, # int label image (0 = background), or the `Instan
         labels = labels.labels
     labels, s = _check_labels(labels), _check_nm_per_px(nm_per_px)
     image = _check_image(image, labels.shape, s)
+    proba = None if proba is None else _check_image(np.asarray(proba, np.float32), labels.shape, s)
     n_atoms_fcc(1.0, element)                                     # unknown element: fail before measuring
     if not labels.any(): return empty_particle_table()
-    pm = _pixel_measurements(labels, image)
+    pm = _pixel_measurements(labels, image, proba)
     return _table(pm, s, element, _split_flags(was_split, pm['label']),
                   _by_label(n_holes, pm['label'], 'n_holes', np.int64), min_solidity, max_holes)
 
@@ -521,12 +525,16 @@ def select_particles(labels:np.ndarray, # int label image the table was measured
                      table:pd.DataFrame, # from `measure_particles`
                      min_diameter_nm:float=0.5, # drop particles with a smaller equivalent diameter, nm
                      edge:str='exclude', # particles touching the image border: 'exclude', 'flag' or 'keep'
+                     min_confidence:float=0.0, # drop particles whose `confidence` is below this (NaN is kept), 0…1
                     )->tuple:
-    "(labels, table) with the rules applied and the kept particles renumbered 1…n in label order."
+    "(labels, table) with the rules applied and the kept particles renumbered 1…n; `table.attrs['dropped']` counts each rule's drops."
     if edge not in EDGE_POLICIES: raise ValueError(f"edge={edge!r}; use one of {EDGE_POLICIES}.")
-    keep = table['diameter_nm'].to_numpy() >= min_diameter_nm
-    if edge == 'exclude': keep &= ~table['touches_edge'].to_numpy(bool)
+    small = table['diameter_nm'].to_numpy() < min_diameter_nm
+    unsure = ~small & (table['confidence'].to_numpy(float) < min_confidence)   # NaN < x is False: kept
+    at_edge = ~small & ~unsure & table['touches_edge'].to_numpy(bool) & (edge == 'exclude')
+    keep = ~(small | unsure | at_edge)
     out = table[keep].sort_values('label').reset_index(drop=True)
+    out.attrs['dropped'] = dict(too_small=int(small.sum()), low_confidence=int(unsure.sum()), edge=int(at_edge.sum()))
     if edge == 'flag': out['flagged'] = out['flagged'] | out['touches_edge']
     kept, top = out['label'].to_numpy(), int(labels.max(initial=0))
     if top <= 4*labels.size:                                  # look-up table (labels are usually ≤ the pixel count)
@@ -551,10 +559,13 @@ def particles_from_mask(mask, # binary particle mask (non-zero = particle), e.g.
                         split_depth_nm:float=0.1, # necks this much narrower (radius, nm) than the particles are cut
                         min_solidity:float=0.8, # lower solidity is `flagged`
                         max_holes:int=2, # more holes than this is `flagged`
+                        proba=None, # the segmentation's particle probability map, for `confidence`
+                        min_confidence:float=0.0, # particles with a lower `confidence` are dropped, 0…1
                        )->tuple:
     "(labels, table): split, measure and select the particles of a mask; labels match `table.label`."
     if edge not in EDGE_POLICIES: raise ValueError(f"edge={edge!r}; use one of {EDGE_POLICIES}.")
     inst = split_particles(mask, nm_per_px, method=method, convexity_threshold=convexity_threshold,
                            split_depth_nm=split_depth_nm, min_diameter_nm=min_diameter_nm)
-    table = measure_particles(inst, nm_per_px, image=image, element=element, min_solidity=min_solidity, max_holes=max_holes)
-    return select_particles(inst.labels, table, min_diameter_nm=min_diameter_nm, edge=edge)
+    table = measure_particles(inst, nm_per_px, image=image, element=element, min_solidity=min_solidity, max_holes=max_holes,
+                              proba=proba)
+    return select_particles(inst.labels, table, min_diameter_nm=min_diameter_nm, edge=edge, min_confidence=min_confidence)
