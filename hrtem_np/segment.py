@@ -488,6 +488,49 @@ class _Standardize(Transform):
     def encodes(self, x: TensorImage): return (x - self.mean) / self.std
 
 # %% ../nbs/02_segment.ipynb
+def _blur_kernel(sigma_long: float, sigma_short: float, angle: float) -> torch.Tensor:
+    "Normalised 2-D Gaussian kernel, σ `sigma_long` px along `angle` and `sigma_short` across (1×1×k×k)."
+    r = max(1, math.ceil(3 * max(sigma_long, sigma_short)))
+    y, x = torch.meshgrid(torch.arange(-r, r + 1.0), torch.arange(-r, r + 1.0), indexing='ij')
+    u, v = x * math.cos(angle) + y * math.sin(angle), -x * math.sin(angle) + y * math.cos(angle)
+    k = torch.exp(-u ** 2 / (2 * sigma_long ** 2) - v ** 2 / (2 * sigma_short ** 2))
+    return (k / k.sum())[None, None]
+
+def _jpeg_roundtrip(x: torch.Tensor, quality: int) -> torch.Tensor:
+    "A 0…1 1×H×W image through 8-bit JPEG at `quality` and back."
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray((x[0].clamp(0, 1).numpy() * 255).round().astype(np.uint8)).save(buf, 'JPEG', quality=int(quality))
+    buf.seek(0)
+    return torch.from_numpy(np.asarray(Image.open(buf), np.float32) / 255)[None]
+
+# %% ../nbs/02_segment.ipynb
+class _RandomDegrade(Transform):
+    "With probability `p`: blur or drift (σ ≤ 3 px), uneven illumination, hot pixels, then 8-bit or JPEG (q 30–95); mask unchanged."
+    split_idx, order = 0, 4
+    def __init__(self, p=0.0): self.p = p
+    def encodes(self, x: TensorImage):
+        if random.random() >= self.p: return x
+        x = x.as_subclass(torch.Tensor).clamp(0, 1)
+        u = random.random()
+        if u < 0.35: s = random.uniform(0.5, 3.0); k = _blur_kernel(s, s, 0.0)
+        elif u < 0.55: k = _blur_kernel(random.uniform(1.0, 3.0), random.uniform(0.2, 0.6), random.uniform(0, math.pi))
+        else: k = None
+        if k is not None: x = F.conv2d(F.pad(x[None], [k.shape[-1] // 2] * 4, mode='reflect'), k)[0]
+        if random.random() < 0.4:  # a ramp and a vignette, multiplicative, around the crop's mean
+            h, w = x.shape[-2:]
+            yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing='ij')
+            a = random.uniform(0, 2 * math.pi)
+            gain = 1 + random.uniform(-0.3, 0.3) * (xx * math.cos(a) + yy * math.sin(a)) - random.uniform(0, 0.3) * (xx ** 2 + yy ** 2) / 2
+            x = ((x - x.mean()) * gain + x.mean() * gain).clamp(0, 1)
+        if random.random() < 0.2: x.view(-1)[torch.randint(0, x.numel(), (max(1, x.numel() // 2000),))] = 1.0
+        v = random.random()
+        if v < 0.35: x = _jpeg_roundtrip(x, random.randint(30, 95))
+        elif v < 0.6: x = (x * 255).round() / 255
+        return TensorImage(x)
+
+# %% ../nbs/02_segment.ipynb
 def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
     "Gradient of the Lovász extension of the Jaccard loss for 0/1 truth sorted by decreasing error."
     gts = gt_sorted.sum()
@@ -551,7 +594,7 @@ def _training_summary(train, valid, crop_px, bs, crops) -> dict:
                 nm_per_px_range=[min(px), max(px)], particle_fraction=round(float(np.mean([k.mean() for _, k in train])), 4),
                 crops_per_epoch=crops, crop_px=crop_px, bs=bs,
                 sources=[str(m.source) for m, _ in train][:50],
-                augmentations='dihedral8, scale_jitter, gamma, contrast, brightness, blur, noise, invert_p')
+                augmentations='dihedral8, scale_jitter, degradations (blur, drift, ramp, hot pixels, 8-bit, JPEG; degrade_p), gamma, contrast, brightness, blur, noise, invert_p')
 
 # %% ../nbs/02_segment.ipynb
 def segmenter_learner(items,  # (Micrograph, mask) pairs (nonzero = particle), or a folder of labelled images
@@ -568,6 +611,7 @@ def segmenter_learner(items,  # (Micrograph, mask) pairs (nonzero = particle), o
                       crops_per_epoch: int | None = None,  # about this many (shared by image area, ≥ 1 each); None = one per crop_px² of image
                       valid_pct: float = 0.2,  # fraction of images held out when `valid_items` is None
                       invert_p: float = 0.0,  # probability of contrast inversion per crop
+                      degrade_p: float = 0.0,  # probability of blur/drift/ramp/hot-pixel/8-bit/JPEG damage per crop (mask unchanged)
                       scale_jitter: float = 1.15,  # random scale within ×1/scale_jitter … ×scale_jitter
                       loss_func=None,  # None = CEDiceLoss()
                       unet_kwargs: dict | None = None,  # passed to fastai's DynamicUnet, e.g. {'last_cross': False}
@@ -601,7 +645,7 @@ def segmenter_learner(items,  # (Micrograph, mask) pairs (nonzero = particle), o
     dblock = DataBlock(blocks=(TransformBlock(type_tfms=_to_image), TransformBlock(type_tfms=_to_mask)),
                        get_x=lambda p: p.img, get_y=lambda p: p.msk,
                        splitter=lambda _: (list(range(n_tr)), list(range(n_tr, n_tr + len(va)))),
-                       item_tfms=[_RandomCrop(crop_px, scale_jitter), _RandomDihedral(), _RandomIntensity(invert_p),
+                       item_tfms=[_RandomCrop(crop_px, scale_jitter), _RandomDihedral(), _RandomDegrade(degrade_p), _RandomIntensity(invert_p),
                                   _Standardize(norm['mean'], norm['std'])])
     dls = dblock.dataloaders([_Pair(*p) for p in tr_items + va], bs=bs, num_workers=0)
     with warnings.catch_warnings():
@@ -611,7 +655,7 @@ def segmenter_learner(items,  # (Micrograph, mask) pairs (nonzero = particle), o
                              cbs=cbs, **(unet_kwargs or {}))
     if start is not None: learn.model.load_state_dict(start.model.state_dict())
     card['training'] = dict(_training_summary(train, valid, crop_px, bs, n_tr), pretrained=str(pretrained), seed=seed,
-                            scale_jitter=scale_jitter, invert_p=invert_p)
+                            scale_jitter=scale_jitter, invert_p=invert_p, degrade_p=degrade_p)
     learn.segmenter_card = card
     return learn
 

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT/'work_data'
 WORKING_NM_PER_PX = 0.07   # the network's pixel size (nm): a 1 nm particle is ~14 px across
 CROP_PX = 192              # training crop at the working scale (13.4 nm)
+DEGRADE_P = 0.0            # probability of degradation augmentations per crop (--robust: 0.5)
 MIN_FOV_NM = 15.0          # every simulated image is at least this wide, so crops (with scale jitter) fit
 
 def _conditions(seed, i):
@@ -51,6 +52,57 @@ def _conditions(seed, i):
     side = int(min(768, max(256, math.ceil(MIN_FOV_NM/p))))
     return random_conditions(np.random.default_rng([seed, i]), shape=(side, side))
 
+def _train_carbon(box_yx_nm, thickness_nm, rng, outlines, uneven=0.0, edge=False, blobs=0):
+    """Training support with variety (the robustness bench's support is built differently, on purpose): the built-in
+    film, thinned by a smooth random map (`uneven`), cut by a wavy film edge with vacuum beyond it (`edge`, clear of
+    the particles), plus `blobs` Gaussian lumps of film atoms (contamination)."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+    from hrtem_np.synth import _carbon_film
+    Ly, Lx = box_yx_nm
+    c = _carbon_film(box_yx_nm, thickness_nm*(1 + uneven), rng)
+    if uneven > 0 and len(c):
+        g = gaussian_filter(rng.standard_normal((32, 32)), 3, mode='wrap'); g /= max(np.abs(g).max(), 1e-9)
+        t = thickness_nm*(1 + uneven*map_coordinates(g, [c[:, 1]/Ly*31, c[:, 0]/Lx*31], order=1, mode='nearest'))
+        c = c[-c[:, 2] < t]
+    pts = np.vstack(outlines) if len(outlines) else np.empty((0, 2))
+    if edge and len(c):
+        for _ in range(200):   # a straight-ish film edge: vacuum on one side of a wavy line, away from the particles
+            a, off = rng.uniform(0, 2*np.pi), rng.uniform(0.2, 0.8)
+            n = np.array([np.cos(a), np.sin(a)])
+            d0 = off*(abs(n[0])*Lx + abs(n[1])*Ly) + min(0.0, n[0]*Lx) + min(0.0, n[1]*Ly)
+            wav = lambda xy: xy @ n - d0 + 0.4*np.sin(xy @ np.array([-n[1], n[0]])/rng.uniform(1.5, 4.0) + rng.uniform(0, 6.3))
+            if not len(pts) or (wav(pts) < -0.8).all():
+                c = c[wav(c[:, :2]) < 0]; break
+    for _ in range(blobs):
+        xy, r = rng.uniform([0, 0], [Lx, Ly]), rng.uniform(0.5, 1.8)
+        if len(pts) and np.min(np.linalg.norm(pts - xy, axis=1)) < r + 1.0: continue
+        k = int(80*r**3)   # about the film density: a subtle lump, not a particle
+        c = np.vstack([c, np.column_stack([xy + rng.normal(0, r/2, (k, 2)), -thickness_nm - np.abs(rng.normal(0, r/2, k))])])
+    return c
+
+def _robust_conditions(seed, i):
+    """Phase-7 conditions: `_conditions` widened towards what users see: edge particles always allowed, dense and
+    low-dose fields, thick uneven carbon, film edges, contamination, empty fields, Cs up to 2 mm, MTF up to 1.5 px."""
+    from functools import partial
+    c = _conditions(seed, i)
+    rng = np.random.default_rng([seed, i, 7])
+    c.update(allow_edge=True, cs_mm=c['cs_mm'] if c['cs_mm'] < 0.1 else float(rng.uniform(0.4, 2.0)),
+             mtf_sigma_px=float(rng.uniform(0.2, 1.5)), carbon_thickness_nm=float(rng.uniform(2, 14)))
+    if c['cs_mm'] >= 0.1:
+        from hrtem_np.synth import scherzer_defocus_nm
+        c['defocus_nm'] = float(rng.uniform(0.4, 2.4)*scherzer_defocus_nm(c['voltage_kV'], c['cs_mm']))
+    u = rng.random()
+    if u < 0.1: c['n_particles'] = 0                                             # empty carbon
+    elif u < 0.3:                                                                 # dense, low dose
+        fov = c['shape'][0]*c['nm_per_px']
+        c.update(n_particles=int(min(60, 0.35*fov*fov/(np.pi/4*(1.2*c['diameter_nm'])**2))), touching_fraction=0.4,
+                 dose_e_per_A2=float(max(np.exp(rng.uniform(np.log(30), np.log(300))), 4/(10*c['nm_per_px'])**2)))
+    c['carbon'] = partial(_train_carbon, uneven=float(rng.uniform(0, 0.5)), edge=bool(rng.random() < 0.15),
+                          blobs=int(rng.integers(0, 6)) if rng.random() < 0.25 else 0)
+    return c
+
+CONDITIONS = _conditions   # --robust switches to _robust_conditions
+
 def simulate(n, seed, out, shard=(0, 1)):
     "Simulate n micrographs (resumable) as npz: image, labels, nm_per_px, conditions; `shard` (k, m) makes every m-th from k."
     from hrtem_np.synth import simulate_micrograph
@@ -59,11 +111,15 @@ def simulate(n, seed, out, shard=(0, 1)):
     for i in range(shard[0], n, shard[1]):
         f = out/f'{i:05d}.npz'
         if f.exists(): continue
-        c = _conditions(seed, i)
-        m, labels, truth = simulate_micrograph(**c, seed=int(seed*100000 + i))
+        c = CONDITIONS(seed, i)
+        for _ in range(20):   # a dense field with no room: fewer particles
+            try: m, labels, truth = simulate_micrograph(**c, seed=int(seed*100000 + i)); break
+            except ValueError as e:
+                if 'No room' not in str(e): raise
+                c['n_particles'] = int(c['n_particles']*0.8)
         tmp = f.with_name(f'{f.stem}.tmp{os.getpid()}.npz')
         np.savez_compressed(tmp, image=m.image, labels=labels.astype(np.int32), nm_per_px=m.nm_per_px,
-                            conditions=json.dumps({k: v for k, v in c.items()}, default=str))
+                            conditions=json.dumps({k: v for k, v in c.items() if k != 'carbon'}, default=str))
         os.replace(tmp, f); made += 1
         if made % 20 == 0: print(f"{out.name}: {i+1}/{n} ({(time.time()-t0)/made:.1f} s/image)", flush=True)
     print(f"{out.name}: {n} images ready ({made} new, {time.time()-t0:.0f} s)", flush=True)
@@ -121,7 +177,7 @@ def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=Non
     torch.set_num_threads(threads)
     train_items, valid_items = load_items(DATA/'train'), load_items(DATA/'valid')
     print(f"{len(train_items)} training, {len(valid_items)} validation micrographs", flush=True)
-    kw = dict(working_nm_per_px=WORKING_NM_PER_PX, crop_px=CROP_PX, bs=bs, seed=seed, invert_p=0.1,
+    kw = dict(working_nm_per_px=WORKING_NM_PER_PX, crop_px=CROP_PX, bs=bs, seed=seed, invert_p=0.1, degrade_p=DEGRADE_P,
               crops_per_epoch=bs*steps, loss_func=CEDiceLoss(lovasz_weight=lovasz))
     if grow: learn = _grown_learner(grow, init, items=train_items, valid_items=valid_items, **kw)
     else: learn = segmenter_learner(train_items, valid_items, arch=arch, pretrained=init, cut=cut, **kw)
@@ -170,13 +226,14 @@ def export(arch, cut, out=None, init=None, steps=None, lr=None, hardware=None, s
     minutes = (hist[-1]['time'] - hist[0]['time']) / 60 * len(hist) / max(1, len(hist) - 1)
     card['training'] = dict(
         data=f"{len(train_nm)} training + {len(valid_items)} validation domain-randomised simulated micrographs "
-             f"(hrtem_np.synth.random_conditions, training seed {seed}, {vdesc}, numpy engine, "
+             f"({'tools/train_shipped_model.py _robust_conditions (edge particles, dense/low-dose, thick uneven carbon, film edges, contamination, empty fields)' if CONDITIONS is not _conditions else 'hrtem_np.synth.random_conditions'}, training seed {seed}, {vdesc}, numpy engine, "
              f"simulator of {time.strftime('%Y-%m-%d')})",
         n_train_images=len(train_nm), n_valid_images=len(valid_items),
         nm_per_px_range=[min(train_nm), max(train_nm)], crop_px=CROP_PX, bs=8, steps_per_epoch=steps,
         epochs=len(hist), best_epoch=best['epoch'], loss='CE + Dice' + (f' + {lovasz} × Lovász hinge' if lovasz else ''),
         schedule=f'one-cycle over {len(hist)} epochs at lr {lr}',
-        augmentations='dihedral8, scale_jitter 1.15, gamma, contrast, brightness, blur, noise, invert_p 0.1',
+        augmentations='dihedral8, scale_jitter 1.15, gamma, contrast, brightness, blur, noise, invert_p 0.1'
+                      + (f', degradations with the label unchanged (blur/drift ≤ 3 px, ramps, hot pixels, 8-bit, JPEG 30–95; p {DEGRADE_P})' if DEGRADE_P else ''),
         precision='bfloat16 autocast on the CPU', pretrained=str(init) if init else None, seed=seed,
         hardware=hardware or f'2 CPU cores, about {minutes:.0f} min', recipe='tools/train_shipped_model.py',
         history=[{k: round(v, 4) for k, v in h.items() if k != 'time'} for h in hist])
@@ -214,11 +271,13 @@ if __name__ == '__main__':
     ap.add_argument('--shard', default='0/1', help='simulate: k/m makes every m-th image from k (run m processes in parallel)')
     ap.add_argument('--working-nm-per-px', type=float, default=WORKING_NM_PER_PX, help='train/export: the network\'s pixel size, nm')
     ap.add_argument('--crop-px', type=int, default=CROP_PX, help='train/export: training crop edge at the working scale, px')
+    ap.add_argument('--robust', action='store_true', help='simulate: phase-7 conditions (_robust_conditions); train/export: degradation augmentations (degrade_p 0.5)')
     a = ap.parse_args()
     if a.data: DATA = Path(a.data).resolve()
     WORKING_NM_PER_PX, CROP_PX = a.working_nm_per_px, a.crop_px
     os.environ.setdefault('OMP_NUM_THREADS', str(a.threads))
     if a.grow and not a.init: ap.error('--grow needs --init: the model whose encoder is deepened')
+    if a.robust: CONDITIONS, DEGRADE_P = _robust_conditions, 0.5
     if a.stage == 'simulate':
         shard = tuple(int(x) for x in a.shard.split('/'))
         simulate(a.n_valid, a.seed + 1000, DATA/'valid', shard)
