@@ -10,7 +10,7 @@ from scipy import ndimage as ndi
 
 # %% auto 0
 __all__ = ['pixel_scores', 'match_particles', 'object_scores', 'evaluate_segmentation', 'summarize_evaluation',
-           'bootstrap_intervals']
+           'bootstrap_intervals', 'boundary_offset_px', 'diameter_offset_px']
 
 # %% ../nbs/05_evaluate.ipynb
 def pixel_scores(pred, # predicted mask (bool) or labels (>0 = particle)
@@ -144,3 +144,56 @@ def bootstrap_intervals(per_image:pd.DataFrame, # output of `evaluate_segmentati
     rows = {k: dict(estimate=float(est[k]), low=float(np.nanpercentile(v, q[0])), high=float(np.nanpercentile(v, q[1])),
                     se=float(np.nanstd(v, ddof=1))) for k, v in draws.items()}
     return pd.DataFrame(rows).T.loc[_SCORES]
+
+# %% ../nbs/05_evaluate.ipynb
+from scipy.spatial import cKDTree
+from skimage.measure import find_contours
+
+def _outline_points(mask, # 2-D mask (bool, or labels > 0)
+                    smooth_px:float=1.0, # Gaussian σ that rounds the pixel staircase before tracing, px
+                   )->tuple: # (K×2 outline points (row, col) ≤ 0.25 px apart, smoothed mask)
+    "Sub-pixel outline of `mask`: the 0.5 level of the smoothed mask; the image border is not an outline."
+    f = ndi.gaussian_filter((np.asarray(mask) > 0).astype(float), smooth_px, mode='nearest')
+    pts = [c[:-1] + a*np.diff(c, axis=0) for c in find_contours(f, 0.5) for a in (0, 0.25, 0.5, 0.75)]
+    return (np.concatenate(pts) if pts else np.empty((0, 2))), f
+
+def _outline_distances(a, # mask whose outline points are measured
+                       b, # mask whose outline they are measured from
+                      )->np.ndarray: # one distance per outline point of `a`, px; negative inside `b`
+    "Signed distance from every outline point of `a` to the outline of `b`, in px."
+    pa, _ = _outline_points(a); pb, fb = _outline_points(b)
+    if not (len(pa) and len(pb)): return np.empty(0)
+    d = cKDTree(pb).query(pa)[0]
+    return np.where(ndi.map_coordinates(fb, pa.T, order=1) > 0.5, -d, d)
+
+# %% ../nbs/05_evaluate.ipynb
+def boundary_offset_px(pred, # predicted mask (bool) or labels (>0 = particle)
+                       true, # true mask or labels, same shape
+                       max_px:float|None=None, # outline points farther than this from the other outline are left out (missed or false particles), px; None = keep all
+                      )->float: # mean signed offset, px (> 0: predicted outline outside the true one); NaN when either outline is empty
+    "Signed mean distance of the predicted outline from the true one, measured both ways and averaged, in px."
+    p, t = np.asarray(pred) > 0, np.asarray(true) > 0
+    if p.shape != t.shape: raise ValueError(f"prediction {p.shape} and truth {t.shape} differ in shape")
+    d_pt, d_tp = _outline_distances(p, t), _outline_distances(t, p)
+    if max_px is not None: d_pt, d_tp = d_pt[np.abs(d_pt) <= max_px], d_tp[np.abs(d_tp) <= max_px]
+    if not (d_pt.size and d_tp.size): return float('nan')
+    return float((d_pt.mean() - d_tp.mean())/2)
+
+# %% ../nbs/05_evaluate.ipynb
+def _as_labels(x, # bool mask (connected components become particles) or instance labels
+              )->np.ndarray: # instance labels
+    "Instance labels: a bool mask's 4-connected components numbered 1…n; labels are returned as they are."
+    a = np.asarray(x)
+    return ndi.label(a)[0] if a.dtype == bool else a
+
+def diameter_offset_px(pred, # predicted mask (bool: connected components are particles) or instance labels
+                       true, # true mask or instance labels, same shape
+                       iou_threshold:float=0.5, # IoU for a match (see `match_particles`)
+                       exclude_edge:bool=True, # ignore true particles cut by the image border
+                      )->float: # mean ECD_pred − ECD_true over matched particles, px; NaN when none match
+    "Mean difference of equivalent circular diameters, predicted − true, over the matched particles, in px."
+    p, t = _as_labels(pred), _as_labels(true)
+    mt = match_particles(p, t, iou_threshold)
+    if exclude_edge: mt = mt[~mt.true_label.isin(_edge_labels(t))]
+    if not len(mt): return float('nan')
+    return float(np.mean(_ecd_nm(mt.pred_area_px, 1.0) - _ecd_nm(mt.true_area_px, 1.0)))
