@@ -20,7 +20,7 @@ Two studies of where the offset comes from print their own table instead:
 - `--blur-study NM_PER_PX`: simulated micrographs (numpy engine, 60 px particles, random optics) blurred by a Gaussian
   σ = 0, 2, 4, 6 px: the model's offsets from the exact truth; where, relative to the truth outline, the noise-free
   intensity edge passes half-way between particle and support, where it first regains the support level (its foot)
-  and where the model's probability passes 0.5; and the edge's steepness at half-way (to compare with the real
+  and where the model's probability passes 0.5 and 0.97; and the edge's steepness at half-way (to compare with the real
   images' in `--profile`).
 """
 import argparse, io, os, time
@@ -144,6 +144,7 @@ def blur_study(model=None, nm_per_px=0.05, n=12, sigmas=(0, 2, 4, 6), bins=np.ar
                                       boundary_offset_sem=('boundary_offset_px', 'sem'), diameter_offset_px=('diameter_offset_px', 'mean'))
     out['intensity_half_px'] = [crossing_px(np.nanmean(prof[s][0], 0), bins) for s in out.index]  # mid-contrast edge vs truth outline
     out['model_half_px'] = [crossing_px(np.nanmean(prof[s][1], 0), bins) for s in out.index]  # model p = 0.5 vs truth outline
+    out['model_p97_px'] = [crossing_px(np.nanmean(prof[s][1], 0), bins, 0.97, lo=-12) for s in out.index]  # where p reaches 0.97
     out['support_level_px'] = [crossing_px(np.nanmean(prof[s][0], 0), bins, 1.0, outermost=False) for s in out.index]  # the edge's foot
     out['edge_slope_per_px'] = [edge_slope_per_px(np.nanmean(prof[s][0], 0), bins) for s in out.index]  # compare with --profile
     return out, {s: (np.nanmean(prof[s][0], 0), np.nanmean(prof[s][1], 0)) for s in sigmas}
