@@ -556,13 +556,13 @@ def simulate_micrograph(
     return Micrograph(image, float(nm_per_px), None, 'metadata', dict(cond)), labels, truth
 
 # %% ../nbs/01_synth.ipynb
-def _grid(shape, nm_per_px, cond):
-    "Internal oversampling k, spacing (nm), margin (px) and padded grid size for one output field of view."
+def _grid(shape, nm_per_px, cond, reach_nm=0.0):
+    "Internal oversampling k, spacing (nm), margin (px; + `reach_nm` that particles stick out of the view) and padded grid size."
     k = max(2, math.ceil(nm_per_px/0.025 - 1e-9))
     dx = nm_per_px/k
     lam, qi = electron_wavelength_nm(cond['voltage_kV']), min(7.0, 0.5/dx)
     deloc = lam*abs(cond['defocus_nm'])*qi + cond['cs_mm']*1e6*lam**3*qi**3
-    pad = math.ceil(min(max(deloc, 0.5), 3.0)/dx)
+    pad = math.ceil((min(max(deloc, 0.5), 3.0) + reach_nm)/dx)
     n_rc = tuple(sfft.next_fast_len(s*k + 2*pad) for s in shape)
     return k, dx, pad, n_rc
 
@@ -570,7 +570,10 @@ def _grid(shape, nm_per_px, cond):
 def _form_image(parts, fov, cond, rng, carbon=None):
     "Counts image (float32) and labels for placed particles: carbon film, multislice/CTF, camera, shot noise."
     shape, nm_per_px = cond['shape'], cond['nm_per_px']
-    k, dx, pad, n_rc = _grid(shape, nm_per_px, cond)
+    # the simulation box is periodic: a particle cut by the border must fit in the margin, or it wraps round as a ghost
+    reach = max([0.0] + [float(np.max(np.r_[-p.outline.min(0), p.outline[:, 0].max() - fov[1], p.outline[:, 1].max() - fov[0]]))
+                         for p in parts])
+    k, dx, pad, n_rc = _grid(shape, nm_per_px, cond, reach)
     off = pad*dx
     shifted = [_Particle(p.element, p.shape, p.orientation, p.xyz_nm + [off, off, 0], p.outline, p.radius_nm) for p in parts]
     box = (n_rc[0]*dx, n_rc[1]*dx)
