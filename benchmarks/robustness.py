@@ -18,7 +18,7 @@ import numpy as np, pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from hrtem_np.io import Micrograph
-from hrtem_np.bench import DEGRADATIONS, bench_image, degrade, score_bench_image, summarize_bench
+from hrtem_np.bench import DEGRADATIONS, bench_image, degrade, score_bench_image, summarize_bench, particle_outcomes, reliability
 
 COUNTS = {'clean': 24, 'dense_lowdose_thick': 12, 'holey': 8, 'coalesced': 8, 'contamination': 8, 'empty': 8}
 N_DEGRADED = 16  # the first 16 clean scenes, degraded
@@ -46,18 +46,20 @@ def cached(cond, i, size, cache):
     tmp.replace(f)
     return m, labels
 
-def score(items, model, size, cache, methods=('model', 'classical'), progress=True):
-    "One row per (method, condition, image) with `score_bench_image`'s figures."
+def score(items, model, size, cache, methods=('model', 'classical'), progress=True, min_confidence=None):
+    "(one row per (method, condition, image) with `score_bench_image`'s figures, the model's `particle_outcomes`)."
     from hrtem_np.batch import analyze
-    rows = []
+    rows, outcomes = [], []
+    kw = {} if min_confidence is None else {'min_confidence': min_confidence}
     for k, (cond, i) in enumerate(items):
         m, truth = cached(cond, i, size, cache)
         for meth in methods:
-            a = analyze(m, model=model if meth == 'model' else 'classical', edge='keep')
+            a = analyze(m, model=model if meth == 'model' else 'classical', edge='keep', **(kw if meth == 'model' else {}))
             rows.append(dict(method=meth, condition=cond, image=i, nm_per_px=m.nm_per_px,
                              **score_bench_image(a.labels, truth, m.nm_per_px)))
-        if progress and (k + 1) % 10 == 0: print(f"scored {k + 1}/{len(items)}", flush=True)
-    return pd.DataFrame(rows)
+            if meth == 'model': outcomes.append(particle_outcomes(a.labels, a.particles, truth).assign(condition=cond, image=i))
+        if progress and (k + 1) % 20 == 0: print(f"scored {k + 1}/{len(items)}", flush=True)
+    return pd.DataFrame(rows), pd.concat(outcomes, ignore_index=True)
 
 TARGETS = """clean: F1 >= 0.97, pixel IoU >= 0.88, median |dd| <= 0.07 nm, |bias| <= 0.03 nm
 blur <= 3 px and drift: |bias| <= 0.05 nm, F1 >= 0.93; JPEG q >= 50, 8-bit, ramp: F1 drop <= 0.02 vs clean
@@ -88,6 +90,28 @@ def check_targets(t):
         line(not worse, "beats the classical baseline's F1 on every condition" + (f" (not on {worse})" if worse else ''))
     return out
 
+def record_in_card(model_path, t, n, size, commit):
+    "Write the bench figures into the model card's `robustness` block (atomically; weights and hash untouched)."
+    from hrtem_np.io import atomic_write
+    from hrtem_np.segment import _stem, _SHIPPED
+    card_path = _stem(model_path or _SHIPPED); card_path = card_path.with_name(card_path.name + '.json')
+    card = json.loads(card_path.read_text())
+    cols = ['n_images', 'n_true', 'pixel_iou', 'f1', 'precision', 'recall', 'median_abs_dd_nm', 'bias_nm', 'fp',
+            'fp_border', 'fp_small', 'split_recall', 'split_precision']
+    fig = lambda r: {c: (None if pd.isna(r[c]) else round(float(r[c]), 3) if c not in ('n_images', 'n_true', 'fp', 'fp_border', 'fp_small')
+                         else int(r[c])) for c in cols}
+    card['robustness'] = {
+        'benchmark': 'benchmarks/robustness.py --record (OMP_NUM_THREADS=1)', 'date': time.strftime('%Y-%m-%d'), 'commit': commit,
+        'bench': (f"{n} micrographs of {size}² px (hrtem_np.bench, seed {__import__('hrtem_np.bench', fromlist=['x']).BENCH_SEED}): "
+                  "abTEM multislice with frozen phonons, a carbon model and optics other than training's; particles cut by "
+                  "the border counted; degradations applied to the clean scenes with the labels unchanged"),
+        'convention': 'edge particles counted; object F1 from pooled TP/FP/FN at IoU >= 0.5; dd = predicted - true equivalent diameter',
+        'model': {c: fig(r) for c, r in t.loc['model'].iterrows()},
+        'classical_baseline': {c: fig(r) for c, r in t.loc['classical'].iterrows()},
+        'targets': check_targets(t)}
+    atomic_write(card_path, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=1)), overwrite=True)
+    print(f"recorded in {card_path}")
+
 def main(a):
     import torch; torch.set_num_threads(a.threads)
     items = conditions()
@@ -102,7 +126,7 @@ def main(a):
     from hrtem_np.segment import load_model
     model = load_model(a.model)
     t0 = time.time()
-    per = score(items, model, a.size, a.cache)
+    per, outc = score(items, model, a.size, a.cache, min_confidence=a.min_confidence)
     t = summarize_bench(per)
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     pd.set_option('display.width', 250); pd.set_option('display.max_columns', 30); pd.set_option('display.precision', 3)
@@ -111,7 +135,12 @@ def main(a):
           "edge particles counted; F1 from pooled TP/FP/FN; dd = predicted - true equivalent diameter of matched particles")
     print(t.to_string())
     print("\n-- targets (issue 21) --\n" + '\n'.join(check_targets(t)))
-    if a.out: per.to_csv(a.out, index=False); print(f"per-image scores: {a.out}")
+    print("\n-- confidence reliability: predicted particles per confidence bin, fraction that are real (all conditions) --")
+    print(reliability(outc).T.to_string())
+    if a.out:
+        per.to_csv(a.out, index=False); outc.to_csv(Path(a.out).with_suffix('.particles.csv'), index=False)
+        print(f"per-image scores: {a.out}; per-particle outcomes beside it")
+    if a.record: record_in_card(a.model, t, len(items), a.size, commit)
     if a.metamorphic:
         sys.path.insert(0, str(ROOT/'benchmarks'))
         import metamorphic
@@ -129,4 +158,6 @@ if __name__ == '__main__':
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--out', default='', help='write the per-image scores to this CSV')
     ap.add_argument('--metamorphic', action='store_true', help='also run benchmarks/metamorphic.py on the real files')
+    ap.add_argument('--min-confidence', type=float, default=None, help="the model's confidence rule (default: analyze's)")
+    ap.add_argument('--record', action='store_true', help="write the figures into the model card's robustness block")
     main(ap.parse_args())

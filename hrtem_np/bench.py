@@ -13,10 +13,11 @@ from scipy import ndimage as ndi
 from .io import Micrograph
 from .synth import amorphous_carbon, scherzer_defocus_nm, simulate_micrograph, SHAPES
 from .evaluate import match_particles, pixel_scores, _ecd_nm, _object_rates
+from .particles import measure_particles
 
 # %% auto 0
 __all__ = ['DEGRADATIONS', 'SCENES', 'BENCH_SEED', 'bench_carbon', 'merge_coalesced', 'bench_image', 'degrade',
-           'score_bench_image', 'summarize_bench']
+           'score_bench_image', 'particle_outcomes', 'reliability', 'summarize_bench']
 
 # %% ../nbs/05a_bench.ipynb
 def _smooth_field(shape_nm, rng, corr_nm=6.0, n=64):
@@ -265,6 +266,24 @@ def score_bench_image(pred_labels, # predicted instance labels
                 fp_border=len(fp & _border(p)), fp_small=sum(_ecd_nm(area_p[q], nm_per_px) < 1.0 for q in fp),
                 pairs=len(pairs), pairs_separated=sep, singles=len(singles), singles_whole=len(singles - oversplit),
                 diameter_errors_nm=[float(e) for e in d_err])
+
+# %% ../nbs/05a_bench.ipynb
+def particle_outcomes(pred_labels, # predicted instance labels, numbered as `table.label`
+                      table:pd.DataFrame, # the predicted particle table (with `confidence`)
+                      true_labels, # truth labels
+                     )->pd.DataFrame:
+    "One row per predicted particle: label, confidence, diameter_nm, touches_edge, matched (IoU ≥ 0.5 with a true one)."
+    mt = match_particles(pred_labels, true_labels, 0.5)
+    out = table[['label', 'confidence', 'diameter_nm', 'touches_edge']].copy()
+    out['matched'] = out['label'].isin(set(mt.pred_label))
+    return out.reset_index(drop=True)
+
+def reliability(outcomes:pd.DataFrame, # `particle_outcomes` of many images
+                bins=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0), # confidence bin edges
+               )->pd.DataFrame:
+    "Per confidence bin: number of predicted particles and the fraction that are real (matched)."
+    b = pd.cut(outcomes['confidence'], list(bins), include_lowest=True)
+    return outcomes.groupby(b, observed=False).agg(n=('matched', 'size'), fraction_real=('matched', 'mean'))
 
 # %% ../nbs/05a_bench.ipynb
 def summarize_bench(per_image:pd.DataFrame, # one row per (method, condition, image) with `score_bench_image`'s keys
