@@ -14,6 +14,7 @@ from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
 from .io import Micrograph, as_micrograph, atomic_write, file_sha256
 from .particles import EDGE_POLICIES, measure_particles, n_atoms_fcc, select_particles, split_particles
+from .synth import EDGE_INSET_NM
 
 # %% auto 0
 __all__ = ['STATUSES', 'CORRECTIONS_FILE', 'CORRECTIONS_VERSION', 'labels_sha256', 'pixels_sha256', 'touching_labels',
@@ -148,7 +149,7 @@ def _infer_element(table:pd.DataFrame, default:str|None='Au')->str|None:
     rows = table.dropna(subset=['n_atoms_est'])
     if not len(rows): return None
     for el in sorted(ELEMENTS):
-        if np.allclose(n_atoms_fcc(rows['diameter_nm'].to_numpy(), el), rows['n_atoms_est'], rtol=1e-6): return el
+        if np.allclose(n_atoms_fcc(rows['diameter_nm'].to_numpy() + 2*EDGE_INSET_NM, el), rows['n_atoms_est'], rtol=1e-6): return el
     return default
 
 def _measure_rows(labels:np.ndarray, ids, m:Micrograph, element, split_ids=(), holes:dict|None=None)->pd.DataFrame:

@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 from .io import Micrograph, CalibrationError
-from .synth import ELEMENTS
+from .synth import ELEMENTS, EDGE_INSET_NM
 
 # %% auto 0
 __all__ = ['PARTICLE_COLUMNS', 'SPLIT_METHODS', 'EDGE_POLICIES', 'empty_particle_table', 'columns_markdown', 'n_atoms_fcc',
@@ -38,7 +38,7 @@ PARTICLE_COLUMNS = {
     'orientation_deg': 'angle of that ellipse\'s long axis from the image x axis, counter-clockwise as displayed, −90…90°',
     'mean_intensity': 'mean image value inside the particle (NaN when no image is given), image units',
     'confidence': 'mean particle probability of the segmentation inside the outline, 0.5…1 (NaN without a probability map, e.g. the classical method), dimensionless',
-    'n_atoms_est': 'atoms in a sphere of diameter_nm for the element\'s fcc lattice (4 atoms per a³); NaN without element',
+    'n_atoms_est': 'atoms in a sphere of diameter_nm + 2·EDGE_INSET_NM (the metallic surface lies 0.12 nm outside the visible edge) for the element\'s fcc lattice (4 atoms per a³); NaN without element',
     'touches_edge': 'True when the particle has a pixel on the image border (its size is then a lower bound)',
     'was_split': 'True when the particle was cut out of a larger object by split_particles',
     'n_holes': 'holes (enclosed background regions) the segmentation left inside the particle; they were filled',
@@ -324,7 +324,7 @@ def _table(pm:dict, nm_per_px:float, element, was_split, n_holes, min_solidity, 
              convexity=pm['convex_perimeter']/pm['perimeter'],
              eccentricity=np.sqrt(1 - np.divide(l2, l1, out=np.ones_like(l1), where=l1 > 0)),
              orientation_deg=np.degrees(0.5*np.arctan2(-2*vrc, vcc - vrr)),
-             mean_intensity=pm['mean_intensity'], confidence=pm['confidence'], n_atoms_est=n_atoms_fcc(d_px*s, element),
+             mean_intensity=pm['mean_intensity'], confidence=pm['confidence'], n_atoms_est=n_atoms_fcc(d_px*s + 2*EDGE_INSET_NM, element),
              touches_edge=pm['touches_edge'], was_split=np.asarray(was_split, bool),
              n_holes=np.asarray(n_holes, np.int64), flagged=(solidity < min_solidity) | (np.asarray(n_holes) > max_holes))
     t['orientation_deg'] = np.where(t['orientation_deg'] <= -90, t['orientation_deg'] + 180, t['orientation_deg'])

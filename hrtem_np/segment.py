@@ -222,16 +222,18 @@ class Segmenter:
                      ) -> np.ndarray:  # n×rows×cols particle probability, float32
         "Particle probability for a batch of normalised images at the working scale."
         norm, n_in = self.card['normalisation'], int(self.card['n_in'])
-        t = (torch.as_tensor(np.asarray(x, np.float32))[:, None] - norm['mean']) / norm['std']
-        h, w = t.shape[-2:]
-        ph, pw = -h % 32, -w % 32  # the encoder halves 5 times: pad to a multiple of 32
-        mode = 'reflect' if ph < h and pw < w else 'replicate'
-        t = F.pad(t, (0, pw, 0, ph), mode=mode).to(self.device).expand(-1, n_in, -1, -1)
+        t = ((torch.as_tensor(np.asarray(x, np.float32))[:, None] - norm['mean']) / norm['std']).to(self.device)
+        def one(k):  # pad each flipped/rotated view itself, so that TTA is exactly invariant to flips and rotations
+            v = _dihedral(t, k)
+            h, w = v.shape[-2:]
+            ph, pw = -h % 32, -w % 32  # the encoder halves 5 times: pad to a multiple of 32
+            v = F.pad(v, (0, pw, 0, ph), mode='reflect' if ph < h and pw < w else 'replicate')
+            return _dihedral(self.model(v.expand(-1, n_in, -1, -1)).softmax(1)[:, 1, :h, :w], k, inverse=True)
         ks = range(8) if tta else [0]
         self.model.eval()
         with torch.inference_mode():
-            p = sum(_dihedral(self.model(_dihedral(t, k)).softmax(1)[:, 1], k, inverse=True) for k in ks) / len(ks)
-        return p[:, :h, :w].float().cpu().numpy()
+            p = sum(one(k) for k in ks) / len(ks)
+        return p.float().cpu().numpy()
 
     def predict_proba(self, image: np.ndarray,  # 2-D image at the working pixel size (raw intensities)
                       tta: bool = False,  # average the 8 flips/rotations

@@ -16,15 +16,16 @@ from scipy.spatial.transform import Rotation
 from .io import Micrograph
 
 # %% auto 0
-__all__ = ['ELEMENTS', 'SHAPES', 'TRUTH_COLUMNS', 'electron_wavelength_nm', 'interaction_constant', 'scherzer_defocus_nm',
-           'transfer_function', 'scattering_factor', 'projected_potential', 'amorphous_carbon', 'simulate_micrograph',
-           'random_conditions', 'make_dataset']
+__all__ = ['ELEMENTS', 'EDGE_INSET_NM', 'SHAPES', 'TRUTH_COLUMNS', 'electron_wavelength_nm', 'interaction_constant',
+           'scherzer_defocus_nm', 'transfer_function', 'scattering_factor', 'projected_potential', 'amorphous_carbon',
+           'simulate_micrograph', 'random_conditions', 'make_dataset']
 
 # %% ../nbs/01_synth.ipynb
 ELEMENTS = {  # symbol: atomic number, fcc lattice constant (nm), Debye–Waller B (Å²)
     'Au': dict(Z=79, a_nm=0.4078, B_A2=0.60), 'Pt': dict(Z=78, a_nm=0.3924, B_A2=0.32),
     'Ag': dict(Z=47, a_nm=0.4086, B_A2=0.66), 'Pd': dict(Z=46, a_nm=0.3891, B_A2=0.41),
     'Cu': dict(Z=29, a_nm=0.3615, B_A2=0.55)}
+EDGE_INSET_NM = 0.12  # the visible (half-contrast) edge lies this far inside the metallic surface; labels follow it
 SHAPES = ('cuboctahedron', 'truncated_octahedron', 'icosahedron', 'decahedron', 'wulff')
 _CARBON_B_A2 = 0.5  # Debye–Waller factor used for amorphous carbon (Å²)
 _KIRKLAND = {  # rows a_i, b_i, c_i, d_i (Å, Å⁻²) of Kirkland (2010), Table C.4
@@ -318,6 +319,7 @@ class _Particle:
     outline: np.ndarray  # (M,2) convex outline (x, y) nm in the scene
     radius_nm: float  # largest centroid–outline distance
     mode: str = 'free'
+    label_outline: np.ndarray|None = None  # (M,2) the visible outline: `outline` moved EDGE_INSET_NM inwards
 
 def _make_particle(element, shape, d_nm, zone, rng):
     "One oriented cluster centred at the origin (outline centroid), with its outline."
@@ -328,7 +330,9 @@ def _make_particle(element, shape, d_nm, zone, rng):
     _, cx, cy, _, _ = _polygon_metrics(poly)
     pos = pos - [cx, cy, pos[:, 2].min()]
     poly = poly - [cx, cy]
-    return _Particle(element, shape, orient, pos, poly, float(np.linalg.norm(poly, axis=1).max()))
+    # hull ⊕ disk(r − i) is exactly the metallic outline hull ⊕ disk(r) moved i inwards
+    inner = _outline(pos[:, :2], max(0.0, a/(2*math.sqrt(2)) - EDGE_INSET_NM))
+    return _Particle(element, shape, orient, pos, poly, float(np.linalg.norm(poly, axis=1).max()), label_outline=inner)
 
 # %% ../nbs/01_synth.ipynb
 def _place(parts, fov_yx_nm, rng, touching_fraction, overlap_fraction, allow_edge, free_gap_nm, tries=400):
@@ -359,17 +363,17 @@ def _place(parts, fov_yx_nm, rng, touching_fraction, overlap_fraction, allow_edg
                              f"{Ly:.1f} × {Lx:.1f} nm field of view; use a larger `shape`, a larger `nm_per_px`, fewer particles "
                              f"or smaller `diameter_nm`.")
         p.xyz_nm = p.xyz_nm + [c[0], c[1], 0.0]
-        p.outline, p.mode = poly, mode
+        p.outline, p.mode, p.label_outline = poly, mode, p.label_outline + c
         placed.append(p)
     return parts
 
 def _contact(p, q, angle, target_gap):
-    "Centre for particle p (outline centred at 0) in direction `angle` from q so that gap(p, q) ≈ target_gap (bisection)."
-    u, cq = np.array([math.cos(angle), math.sin(angle)]), q.outline.mean(0)
+    "Centre for particle p (outline centred at 0) in direction `angle` from q so that the gap of their visible outlines ≈ target_gap (bisection)."
+    u, cq = np.array([math.cos(angle), math.sin(angle)]), q.label_outline.mean(0)
     lo, hi = 0.0, p.radius_nm + q.radius_nm + 1.0
     for _ in range(25):
         mid = (lo + hi)/2
-        if _gap(q.outline, p.outline + cq + mid*u) < target_gap: lo = mid
+        if _gap(q.label_outline, p.label_outline + cq + mid*u) < target_gap: lo = mid
         else: hi = mid
     return cq + hi*u
 
@@ -436,11 +440,11 @@ TRUTH_COLUMNS = dict(  # every column of the truth table, with its meaning and u
     label='particle id in the label image (1…n)', element='chemical symbol', shape='cluster shape',
     n_atoms='number of atoms', x_nm='outline centroid, nm from the left edge', y_nm='outline centroid, nm from the top edge',
     centroid_row_px='outline centroid row (pixel centres at integer values)', centroid_col_px='outline centroid column',
-    area_nm2='projected area of the outline, nm²', diameter_nm='equivalent circular diameter √(4·area/π), nm',
+    area_nm2='projected area of the visible outline (metallic outline moved EDGE_INSET_NM inwards), nm²', diameter_nm='equivalent circular diameter √(4·area/π), nm',
     feret_max_nm='largest caliper width of the outline, nm', feret_min_nm='smallest caliper width of the outline, nm',
     diameter_volume_nm='diameter of the sphere with the same volume (n_atoms·a³/4), nm',
     thickness_nm='extent along the beam incl. one atomic diameter, nm', orientation="zone axis along the beam, or 'random'",
-    touching='outline within one output pixel of another particle (incl. overlap)', overlapping='outlines overlap by more than 0.1 nm',
+    touching='visible outline within one output pixel of another particle (incl. overlap)', overlapping='visible outlines overlap by more than 0.1 nm',
     touches_edge='particle cut by the image border (label truncated, table keeps the whole particle)')
 
 # %% ../nbs/01_synth.ipynb
@@ -448,8 +452,8 @@ def _truth_table(parts, nm_per_px, fov_yx_nm):
     "One row per particle: label, element, shape, n_atoms, position, area, diameters, flags."
     rows, tol = [], nm_per_px
     for i, p in enumerate(parts, 1):
-        A, cx, cy, fmax, fmin = _polygon_metrics(p.outline)
-        gaps = [_gap(p.outline, q.outline) for q in parts if q is not p
+        A, cx, cy, fmax, fmin = _polygon_metrics(p.label_outline)
+        gaps = [_gap(p.label_outline, q.label_outline) for q in parts if q is not p
                 and np.linalg.norm(q.outline.mean(0) - p.outline.mean(0)) < p.radius_nm + q.radius_nm + 2*tol]
         a = ELEMENTS[p.element]['a_nm']
         rows.append(dict(label=i, element=p.element, shape=p.shape, n_atoms=len(p.xyz_nm), x_nm=cx, y_nm=cy,
@@ -458,8 +462,8 @@ def _truth_table(parts, nm_per_px, fov_yx_nm):
                          diameter_volume_nm=(6*len(p.xyz_nm)*a**3/4/math.pi)**(1/3),
                          thickness_nm=float(np.ptp(p.xyz_nm[:, 2])) + a/math.sqrt(2), orientation=p.orientation,
                          touching=bool(gaps) and min(gaps) <= tol, overlapping=bool(gaps) and min(gaps) < -0.1,
-                         touches_edge=bool((p.outline.min(0) < 0).any() or p.outline[:, 0].max() > fov_yx_nm[1]
-                                           or p.outline[:, 1].max() > fov_yx_nm[0])))
+                         touches_edge=bool((p.label_outline.min(0) < 0).any() or p.label_outline[:, 0].max() > fov_yx_nm[1]
+                                           or p.label_outline[:, 1].max() > fov_yx_nm[0])))
     return pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
 
 # %% ../nbs/01_synth.ipynb
@@ -575,7 +579,8 @@ def _form_image(parts, fov, cond, rng, carbon=None):
                          for p in parts])
     k, dx, pad, n_rc = _grid(shape, nm_per_px, cond, reach)
     off = pad*dx
-    shifted = [_Particle(p.element, p.shape, p.orientation, p.xyz_nm + [off, off, 0], p.outline, p.radius_nm) for p in parts]
+    shifted = [_Particle(p.element, p.shape, p.orientation, p.xyz_nm + [off, off, 0], p.outline, p.radius_nm, p.mode, p.label_outline)
+               for p in parts]
     box = (n_rc[0]*dx, n_rc[1]*dx)
     carbon = (_carbon_film(box, cond['carbon_thickness_nm'], rng) if carbon is None
               else np.asarray(carbon(box, cond['carbon_thickness_nm'], rng, [p.outline + off for p in parts]), float).reshape(-1, 3))
@@ -585,7 +590,7 @@ def _form_image(parts, fov, cond, rng, carbon=None):
     if cond['invert_contrast']: I = np.clip(2*I.mean() - I, 0, None)
     counts = rng.poisson(I*cond['dose_e_per_A2']*(10*nm_per_px)**2).astype(np.float32)
     if cond['mtf_sigma_px'] > 0: counts = gaussian_filter(counts, cond['mtf_sigma_px'], mode='reflect')
-    return counts.astype(np.float32), _rasterise([p.outline for p in parts], shape, nm_per_px)
+    return counts.astype(np.float32), _rasterise([p.label_outline for p in parts], shape, nm_per_px)
 
 # %% ../nbs/01_synth.ipynb
 def _render_abtem(parts, carbon, n_rc, dx, p, slice_nm=0.2, num_configs=4):

@@ -99,9 +99,6 @@ def test_real_file(vendor, unet):
     assert (r.passed == (r.count_ok & r.diameter_ok)).all()
 
 
-@pytest.mark.xfail(reason="Segmenter.predict_batch pads to a multiple of 32 on the bottom/right only, before the TTA "
-                          "flips, so TTA is not rotation-invariant: rot90/flip change this file's particle by 0.105 nm "
-                          "(passes with symmetric padding); remove this mark when that is fixed", strict=False)
 def test_real_file_tta_is_rotation_invariant(vendor, unet):
     t = consistency_check(_real(vendor), model=unet, variants=(BY_NAME['rot90'], BY_NAME['flip']), tta=True)
     assert (t.matched_fraction.fillna(1.0) == 1.0).all()
