@@ -119,7 +119,32 @@ def report(checks:pd.DataFrame):
             print(summarize_consistency(part).round(3).to_string(index=False))
 
 
-def main(quick=False, only=None, part=None, model=None, tta=False, csv_out=None):
+def figure(checks:pd.DataFrame, items, path, model=None, n_cols=4, max_seg_track=3):
+    "One panel per vendor file (and the first `max_seg_track` seg_track images): the model's outlines on the original and ✓/✗ per change."
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    from hrtem_np.batch import analyze
+    from hrtem_np.io import load_micrograph
+    from hrtem_np.plots import plot_overlay
+    seg = [it for it in items if _name(it[0]).startswith('seg_track')][:max_seg_track]
+    items = [it for it in items if not _name(it[0]).startswith('seg_track')] + seg
+    n_rows = -(-len(items)//n_cols)
+    fig, axs = plt.subplots(n_rows, n_cols, figsize=(3.1*n_cols, 3.4*n_rows), dpi=80, squeeze=False)
+    short = {'rot90': 'rot', 'flip': 'flip', 'blur1px': 'blur', 'jpeg75': 'jpg', 'gamma0.7': 'γ.7', 'gamma1.4': 'γ1.4', 'crop75': 'crop'}
+    for ax, (x, s) in zip(axs.ravel(), items):
+        name = _name(x)
+        m = load_micrograph(x, nm_per_px=s)
+        a = analyze(m, model=model)
+        plot_overlay(m, a.labels, a.particles, ax=ax, linewidth=0.8)
+        r = checks[checks.file == name]
+        marks = ' '.join(f"{short.get(v, v)}{'✓' if ok else '✗'}" for v, ok in zip(r.variant, r.passed)) if 'passed' in r else ''
+        ax.set_title(f"{name[-28:]}\n{len(a.particles)} particles{' (assumed %g nm/px)' % s if s else ''}\n{marks}", fontsize=7)
+        ax.axis('off')
+    for ax in axs.ravel()[len(items):]: ax.axis('off')
+    fig.tight_layout(); fig.savefig(path); plt.close(fig)
+    print(f"figure: {path}")
+
+
+def main(quick=False, only=None, part=None, model=None, tta=False, csv_out=None, figure_out=None):
     import torch; torch.set_num_threads(1)
     from hrtem_np.consistency import COUNT_TOL_PCT, MEAN_DIAMETER_TOL_NM
     vend, skipped = vendor_files()
@@ -139,6 +164,7 @@ def main(quick=False, only=None, part=None, model=None, tta=False, csv_out=None)
     checks = run(items, model=model, tta=tta)
     if csv_out: checks.to_csv(csv_out, index=False)
     report(checks)
+    if figure_out: figure(checks, items, figure_out, model=model)
     print(f"\n{time.perf_counter() - t0:.0f} s")
     return checks
 
@@ -151,7 +177,8 @@ if __name__ == '__main__':
     ap.add_argument('--tta', action='store_true', help='test-time augmentation in every analysis (8× slower)')
     ap.add_argument('--part', default=None, help="I/N: check every N-th micrograph starting at the I-th (split a long run)")
     ap.add_argument('--csv', default=None, help='also write the long table (file × variant rows) here')
+    ap.add_argument('--figure', default=None, help='also draw the outlines on each vendor file and 3 seg_track images, with ✓/✗ per change (PNG)')
     ap.add_argument('--from-csv', nargs='+', default=None, help='print the tables of earlier --csv runs together, check nothing')
     a = ap.parse_args()
     if a.from_csv: report(pd.concat([pd.read_csv(f) for f in a.from_csv], ignore_index=True))
-    else: main(a.quick, a.only, a.part, a.model, a.tta, a.csv)
+    else: main(a.quick, a.only, a.part, a.model, a.tta, a.csv, a.figure)

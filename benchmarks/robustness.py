@@ -33,7 +33,7 @@ def cached(cond, i, size, cache):
     f = Path(cache)/f'{size}'/f'{cond}_{i:03d}.npz'
     if f.exists():
         z = np.load(f, allow_pickle=False)
-        return Micrograph(z['image'], float(z['nm_per_px']), str(f), 'metadata', json.loads(str(z['meta']))), z['labels']
+        return Micrograph(z['image'].astype(np.float32), float(z['nm_per_px']), str(f), 'metadata', json.loads(str(z['meta']))), z['labels']
     if cond in DEGRADATIONS:
         m, labels = cached('clean', i, size, cache)
         m = degrade(m, cond, i)
@@ -45,6 +45,17 @@ def cached(cond, i, size, cache):
     np.savez_compressed(tmp, image=m.image, labels=labels, nm_per_px=m.nm_per_px, meta=meta)
     tmp.replace(f)
     return m, labels
+
+SLICE = [('clean', 0), ('clean', 1), ('holey', 0), ('empty', 0)]  # the bench images kept in tests/data/bench_slice
+
+def write_slice(cache, out=ROOT/'tests'/'data'/'bench_slice', size=256):
+    "Copy the SLICE scenes from the cache into `out`/size (float16 images: a few hundred kB in git)."
+    d = Path(out)/f'{size}'; d.mkdir(parents=True, exist_ok=True)
+    for cond, i in SLICE:
+        z = np.load(Path(cache)/f'{size}'/f'{cond}_{i:03d}.npz', allow_pickle=False)
+        np.savez_compressed(d/f'{cond}_{i:03d}.npz', image=z['image'].astype(np.float16), labels=z['labels'].astype(np.int16),
+                            nm_per_px=z['nm_per_px'], meta=z['meta'])
+    print(f"wrote {len(SLICE)} bench images to {d}")
 
 def score(items, model, size, cache, methods=('model', 'classical'), progress=True, min_confidence=None):
     "(one row per (method, condition, image) with `score_bench_image`'s figures, the model's `particle_outcomes`)."
@@ -112,10 +123,42 @@ def record_in_card(model_path, t, n, size, commit):
     atomic_write(card_path, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=1)), overwrite=True)
     print(f"recorded in {card_path}")
 
+def figures(per, outc, model, size, cache, out_dir, n_worst=6):
+    "bench_reliability.png (fraction of real particles per confidence bin) and bench_worst.png (the images with most errors)."
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    from skimage.segmentation import find_boundaries
+    from hrtem_np.batch import analyze
+    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    r = reliability(outc)
+    fig, ax = plt.subplots(figsize=(4.2, 3.2), dpi=90)
+    mids = [iv.mid for iv in r.index]
+    ax.bar(range(len(r)), r.fraction_real.fillna(0), color='tab:blue')
+    for k, (n, f) in enumerate(zip(r.n, r.fraction_real)): ax.text(k, (0 if np.isnan(f) else f) + 0.02, f"n={n}", ha='center', fontsize=7)
+    ax.plot(range(len(r)), mids, 'k--', lw=0.8, label='confidence = fraction real')
+    ax.set_xticks(range(len(r))); ax.set_xticklabels([f"{iv.left:.2f}–{iv.right:.2f}" for iv in r.index], rotation=30, fontsize=7)
+    ax.set_ylim(0, 1.1); ax.set_xlabel('particle confidence (mean probability inside the outline)'); ax.set_ylabel('fraction real (matched)')
+    ax.legend(fontsize=7, loc='upper left'); fig.tight_layout(); fig.savefig(out_dir/'bench_reliability.png'); plt.close(fig)
+    m = per[per.method == 'model'].assign(err=lambda d: d.fp + d.fn).sort_values(['err', 'pixel_iou'], ascending=[False, True])
+    worst = m.head(n_worst)
+    fig, axs = plt.subplots(2, -(-n_worst//2), figsize=(3.0*-(-n_worst//2), 6.4), dpi=80, squeeze=False)
+    for ax, (_, w) in zip(axs.ravel(), worst.iterrows()):
+        mi, truth = cached(w.condition, int(w.image), size, cache)
+        a = analyze(mi, model=model, edge='keep')
+        img = mi.image; lo, hi = np.percentile(img, [1, 99])
+        rgb = np.repeat(np.clip((img - lo)/max(hi - lo, 1e-9), 0, 1)[..., None], 3, -1)
+        rgb[find_boundaries(truth, mode='inner')] = (0.1, 0.9, 0.1); rgb[find_boundaries(a.labels, mode='inner')] = (1, 0.15, 0.1)
+        ax.imshow(rgb); ax.axis('off')
+        ax.set_title(f"{w.condition} #{int(w.image)}, {mi.nm_per_px:.3f} nm/px\ntrue {int(w.n_true)}, found {int(w.tp)}, false {int(w.fp)} "
+                     f"({int(w.fp_border)} at border), IoU {w.pixel_iou:.2f}", fontsize=7)
+    fig.suptitle('bench images with the most errors: truth green, model red', fontsize=9)
+    fig.tight_layout(); fig.savefig(out_dir/'bench_worst.png'); plt.close(fig)
+    print(f"figures: {out_dir/'bench_reliability.png'}, {out_dir/'bench_worst.png'}")
+
 def main(a):
     import torch; torch.set_num_threads(a.threads)
     items = conditions()
     if a.conditions: items = [(c, i) for c, i in items if c in a.conditions.split(',')]
+    if a.write_slice: return write_slice(a.cache, size=a.size)
     if a.make:
         t0 = time.time()
         for k, (c, i) in enumerate(items):
@@ -141,11 +184,12 @@ def main(a):
         per.to_csv(a.out, index=False); outc.to_csv(Path(a.out).with_suffix('.particles.csv'), index=False)
         print(f"per-image scores: {a.out}; per-particle outcomes beside it")
     if a.record: record_in_card(a.model, t, len(items), a.size, commit)
+    if a.figures: figures(per, outc, model, a.size, a.cache, a.figures)
     if a.metamorphic:
         sys.path.insert(0, str(ROOT/'benchmarks'))
         import metamorphic
         print("\n-- label-free (metamorphic) checks on the real files --")
-        metamorphic.main([]) if hasattr(metamorphic, 'main') else print(metamorphic.run(None))
+        metamorphic.main(model=a.model)
     return t
 
 if __name__ == '__main__':
@@ -159,5 +203,7 @@ if __name__ == '__main__':
     ap.add_argument('--out', default='', help='write the per-image scores to this CSV')
     ap.add_argument('--metamorphic', action='store_true', help='also run benchmarks/metamorphic.py on the real files')
     ap.add_argument('--min-confidence', type=float, default=None, help="the model's confidence rule (default: analyze's)")
+    ap.add_argument('--write-slice', action='store_true', help='copy the SLICE scenes from the cache into tests/data/bench_slice')
+    ap.add_argument('--figures', default='', help='draw the reliability diagram and the worst images into this folder (e.g. nbs/images)')
     ap.add_argument('--record', action='store_true', help="write the figures into the model card's robustness block")
     main(ap.parse_args())

@@ -514,7 +514,7 @@ class _RandomDegrade(Transform):
     def __init__(self, p=0.0): self.p = p
     def encodes(self, x: TensorImage):
         if random.random() >= self.p: return x
-        x = x.as_subclass(torch.Tensor).clamp(0, 1)
+        x = x.as_subclass(torch.Tensor).clamp(0, 1).contiguous()  # flipped crops are strided views
         u = random.random()
         if u < 0.35: s = random.uniform(0.5, 3.0); k = _blur_kernel(s, s, 0.0)
         elif u < 0.55: k = _blur_kernel(random.uniform(1.0, 3.0), random.uniform(0.2, 0.6), random.uniform(0, math.pi))

@@ -160,7 +160,23 @@ def _grown_learner(grow, init, **kw):
         f"{grow} started as the identity (last BatchNorm zeroed), so training began from the start model's outputs")
     return learn
 
-def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=None, lovasz=0.0, grow=None):
+SEG_TRACK = ROOT.parent/'shared'/'data'/'real'/'seg_track'
+REAL_SCALES = (0.04, 0.05, 0.06, 0.07, 0.08)  # seg_track has no calibration: each image at every plausible pixel size
+REAL_REPEAT = 2  # ... twice, so that real crops are about a tenth of the training crops
+
+def real_items(ids):
+    "(Micrograph, expert mask) pairs of seg_track images `ids`, each at every pixel size in REAL_SCALES, REAL_REPEAT times."
+    from PIL import Image
+    from hrtem_np.io import load_micrograph
+    if ids and not (SEG_TRACK/'images').is_dir(): raise SystemExit(f"--real-train: no seg_track images at {SEG_TRACK}")
+    items = []
+    for i in ids:
+        mask = np.asarray(Image.open(SEG_TRACK/'labels'/f'label_{i}.png'))[..., 0] > 0
+        for s in REAL_SCALES:
+            items += [(load_micrograph(SEG_TRACK/'images'/f'image_{i}.png', nm_per_px=s), mask)]*REAL_REPEAT
+    return items
+
+def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=None, lovasz=0.0, grow=None, real=()):
     "Train (resumably) at the working scale; a checkpoint is written after every epoch."
     import torch
     from fastai.callback.tracker import SaveModelCallback
@@ -176,7 +192,8 @@ def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=Non
     from hrtem_np.segment import segmenter_learner, CEDiceLoss
     torch.set_num_threads(threads)
     train_items, valid_items = load_items(DATA/'train'), load_items(DATA/'valid')
-    print(f"{len(train_items)} training, {len(valid_items)} validation micrographs", flush=True)
+    train_items += real_items(real)
+    print(f"{len(train_items)} training ({len(real)} real seg_track images among them), {len(valid_items)} validation micrographs", flush=True)
     kw = dict(working_nm_per_px=WORKING_NM_PER_PX, crop_px=CROP_PX, bs=bs, seed=seed, invert_p=0.1, degrade_p=DEGRADE_P,
               crops_per_epoch=bs*steps, loss_func=CEDiceLoss(lovasz_weight=lovasz))
     if grow: learn = _grown_learner(grow, init, items=train_items, valid_items=valid_items, **kw)
@@ -205,7 +222,7 @@ def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=Non
     if bf16: cbs.append(CPUBFloat16())
     learn.fit_one_cycle(remaining, lr, cbs=cbs)
 
-def export(arch, cut, out=None, init=None, steps=None, lr=None, hardware=None, seed=1, lovasz=0.0, grow=None):
+def export(arch, cut, out=None, init=None, steps=None, lr=None, hardware=None, seed=1, lovasz=0.0, grow=None, real=()):
     "Write the best checkpoint as the shipped fp16 model + card (with the warm-start model's lineage when `init` is given)."
     from hrtem_np.segment import segmenter_learner, save_model, load_model
     valid_items = load_items(DATA/'valid')
@@ -229,6 +246,9 @@ def export(arch, cut, out=None, init=None, steps=None, lr=None, hardware=None, s
              f"({'tools/train_shipped_model.py _robust_conditions (edge particles, dense/low-dose, thick uneven carbon, film edges, contamination, empty fields)' if CONDITIONS is not _conditions else 'hrtem_np.synth.random_conditions'}, training seed {seed}, {vdesc}, numpy engine, "
              f"simulator of {time.strftime('%Y-%m-%d')})",
         n_train_images=len(train_nm), n_valid_images=len(valid_items),
+        real_images=(f"seg_track images {','.join(map(str, real))} with their expert masks (CC-BY-4.0, msa-em/microscopy-seg-track, "
+                     f"DOI 10.69761/HDTA8338), each at assumed {', '.join(map(str, REAL_SCALES))} nm/px; agreement with expert "
+                     f"outlines is reported on the other seg_track images only") if real else None,
         nm_per_px_range=[min(train_nm), max(train_nm)], crop_px=CROP_PX, bs=8, steps_per_epoch=steps,
         epochs=len(hist), best_epoch=best['epoch'], loss='CE + Dice' + (f' + {lovasz} × Lovász hinge' if lovasz else ''),
         schedule=f'one-cycle over {len(hist)} epochs at lr {lr}',
@@ -272,7 +292,9 @@ if __name__ == '__main__':
     ap.add_argument('--working-nm-per-px', type=float, default=WORKING_NM_PER_PX, help='train/export: the network\'s pixel size, nm')
     ap.add_argument('--crop-px', type=int, default=CROP_PX, help='train/export: training crop edge at the working scale, px')
     ap.add_argument('--robust', action='store_true', help='simulate: phase-7 conditions (_robust_conditions); train/export: degradation augmentations (degrade_p 0.5)')
+    ap.add_argument('--real-train', default='', help='train/export: comma-separated seg_track image numbers to add to the training mix with their expert masks (e.g. 0,2,4,...,18); the others stay held out')
     a = ap.parse_args()
+    real = tuple(int(x) for x in a.real_train.split(',') if x.strip())
     if a.data: DATA = Path(a.data).resolve()
     WORKING_NM_PER_PX, CROP_PX = a.working_nm_per_px, a.crop_px
     os.environ.setdefault('OMP_NUM_THREADS', str(a.threads))
@@ -282,5 +304,5 @@ if __name__ == '__main__':
         shard = tuple(int(x) for x in a.shard.split('/'))
         simulate(a.n_valid, a.seed + 1000, DATA/'valid', shard)
         simulate(a.n, a.seed, DATA/'train', shard)
-    elif a.stage == 'train': train(a.hours, a.epochs, a.lr, a.arch, a.cut, a.bs, a.threads, a.seed, a.steps, a.bf16, a.init, a.lovasz, a.grow)
-    else: export(a.arch, a.cut, a.out, a.init, a.steps, a.lr, a.hardware, a.seed, a.lovasz, a.grow)
+    elif a.stage == 'train': train(a.hours, a.epochs, a.lr, a.arch, a.cut, a.bs, a.threads, a.seed, a.steps, a.bf16, a.init, a.lovasz, a.grow, real)
+    else: export(a.arch, a.cut, a.out, a.init, a.steps, a.lr, a.hardware, a.seed, a.lovasz, a.grow, real)
