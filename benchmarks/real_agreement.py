@@ -212,13 +212,15 @@ def main(model=None, images=None, scales=SCALES, thresholds=(0.5,), tta=False, c
     print(f"{per.image.nunique()} seg_track images ({'all' if images is None else 'images ' + ','.join(map(str, images))}), model "
           f"{model or 'shipped'}{', tta' if tta else ''}; pixel sizes assumed; {time.time() - t0:.0f} s\n")
     print(sm.to_string(float_format=lambda v: f'{v:.3f}'))
-    if figure_path: print('figure:', figure(per, real_profile(model, images), figure_path, model))
+    if figure_path:
+        ids = sorted(per.image.unique()); pick = tuple(ids[k] for k in sorted({0, len(ids)//2, len(ids) - 1}))
+        print('figure:', figure(per, real_profile(model, images), figure_path, model, images=pick))
     return sm
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--model', default=None, help='model file (default: the shipped model)')
-    ap.add_argument('--images', default=None, help='comma-separated image numbers to score (default: all)')
+    ap.add_argument('--images', default=None, help="comma-separated image numbers to score, or 'odd' (the images the shipped model did not train on; default: all)")
     ap.add_argument('--scales', default=','.join(map(str, SCALES)), help='assumed pixel sizes, nm/px')
     ap.add_argument('--thresholds', default='0.5', help='probability thresholds for the model')
     ap.add_argument('--tta', action='store_true'); ap.add_argument('--no-classical', action='store_true')
@@ -227,5 +229,6 @@ if __name__ == '__main__':
     ap.add_argument('--figure', default=None, help='also draw the figure to this file (not in git unless you mean it)')
     ap.add_argument('--threads', type=int, default=int(os.environ.get('OMP_NUM_THREADS', 1)))
     a = ap.parse_args()
-    main(a.model, None if a.images is None else [int(i) for i in a.images.split(',')], [float(s) for s in a.scales.split(',')],
+    held_out = {'odd': list(range(1, 20, 2)), 'even': list(range(0, 20, 2))}  # the shipped model trained on the even ones
+    main(a.model, None if a.images is None else held_out.get(a.images) or [int(i) for i in a.images.split(',')], [float(s) for s in a.scales.split(',')],
          [float(t) for t in a.thresholds.split(',')], a.tta, not a.no_classical, a.threads, a.profile, a.blur_study, a.figure)

@@ -101,6 +101,21 @@ def check_targets(t):
         line(not worse, "beats the classical baseline's F1 on every condition" + (f" (not on {worse})" if worse else ''))
     return out
 
+HEADLINE = ['clean', 'dense_lowdose_thick', 'holey', 'coalesced', 'contamination', 'empty', 'blur_3px', 'drift_3px', 'jpeg_75', 'ramp', 'all']
+
+def markdown_table(rob:dict, conditions=None)->str:
+    "The card's `robustness` block as the markdown table the docs quote (tests/test_card_figures.py checks they do)."
+    conditions = conditions or list(rob['model'])
+    f = lambda v, fmt: '–' if v is None else format(v, fmt)
+    out = ["| condition | images | particles | pixel IoU | object F1 | precision | recall | median \\|Δd\\| (nm) | bias (nm) | "
+           "false | false at border | split recall | classical F1 |", '|' + '---|'*13]
+    for c in conditions:
+        m, b = rob['model'][c], rob['classical_baseline'][c]
+        out.append(f"| {c} | {m['n_images']} | {m['n_true']} | {f(m['pixel_iou'], '.3f')} | {f(m['f1'], '.3f')} | "
+                   f"{f(m['precision'], '.3f')} | {f(m['recall'], '.3f')} | {f(m['median_abs_dd_nm'], '.3f')} | "
+                   f"{f(m['bias_nm'], '+.3f')} | {m['fp']} | {m['fp_border']} | {f(m['split_recall'], '.2f')} | {f(b['f1'], '.3f')} |")
+    return '\n'.join(out)
+
 def record_in_card(model_path, t, n, size, commit):
     "Write the bench figures into the model card's `robustness` block (atomically; weights and hash untouched)."
     from hrtem_np.io import atomic_write
@@ -155,6 +170,10 @@ def figures(per, outc, model, size, cache, out_dir, n_worst=6):
     print(f"figures: {out_dir/'bench_reliability.png'}, {out_dir/'bench_worst.png'}")
 
 def main(a):
+    if a.table:
+        from hrtem_np.segment import load_model
+        rob = load_model(a.model).card['robustness']
+        print(markdown_table(rob, HEADLINE)); print(); print(markdown_table(rob)); return
     import torch; torch.set_num_threads(a.threads)
     items = conditions()
     if a.conditions: items = [(c, i) for c, i in items if c in a.conditions.split(',')]
@@ -205,5 +224,6 @@ if __name__ == '__main__':
     ap.add_argument('--min-confidence', type=float, default=None, help="the model's confidence rule (default: analyze's)")
     ap.add_argument('--write-slice', action='store_true', help='copy the SLICE scenes from the cache into tests/data/bench_slice')
     ap.add_argument('--figures', default='', help='draw the reliability diagram and the worst images into this folder (e.g. nbs/images)')
+    ap.add_argument('--table', action='store_true', help="print the card's robustness block as the docs' markdown table, run nothing")
     ap.add_argument('--record', action='store_true', help="write the figures into the model card's robustness block")
     main(ap.parse_args())

@@ -104,7 +104,7 @@ def _resolve_model(model, # None (shipped U-Net), 'classical', a model path, or 
     return seg, {'name': name, 'sha256': _weights_sha256(seg), **card}
 
 # %% ../nbs/08_batch.ipynb
-MIN_CONFIDENCE = 0.0  # default confidence rule (see nbs/05_evaluate.ipynb: calibrated on the robustness bench)
+MIN_CONFIDENCE = 0.7  # default rule: particles less confident are dropped (calibrated on the robustness bench, see nbs/05_evaluate.ipynb)
 
 def analysis_options(model_card:dict, # from `_resolve_model`: name and sha256 of the model
                      nm_per_px:float|None=None, # pixel size in nm for every input; None = each file's own calibration
