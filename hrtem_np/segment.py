@@ -23,8 +23,8 @@ import hrtem_np
 from .io import CalibrationError, Micrograph, MicrographError, as_micrograph, file_sha256
 
 # %% auto 0
-__all__ = ['normalize_intensity', 'to_working_scale', 'segment_classical', 'Segmenter', 'save_model', 'load_model', 'segment',
-           'lovasz_hinge', 'CEDiceLoss', 'segmenter_learner', 'train_segmenter']
+__all__ = ['MAX_NM_PER_PX', 'MAX_WORK_MPX', 'normalize_intensity', 'to_working_scale', 'segment_classical', 'Segmenter',
+           'save_model', 'load_model', 'segment', 'lovasz_hinge', 'CEDiceLoss', 'segmenter_learner', 'train_segmenter']
 
 # %% ../nbs/02_segment.ipynb
 def _check_square(m: Micrograph):
@@ -379,6 +379,22 @@ def _tiled_proba(m: Micrograph, seg: Segmenter, tta: bool, tile_px: int, overlap
     return acc[pad:h - pad, pad:w - pad]
 
 # %% ../nbs/02_segment.ipynb
+MAX_NM_PER_PX = 0.25  # coarser pixels are outside the model's scope: a 1 nm particle would be under 4 px
+MAX_WORK_MPX = 150  # most megapixels `segment` resamples an image into at the working scale (about 11 s each on one core)
+
+def _check_scope(m: Micrograph, seg) -> None:
+    "Refuse, before any work, a pixel size outside the model's scope or an image that would take too long at its working scale."
+    s, w, name = m.nm_per_px, seg.working_nm_per_px, m.source or 'micrograph'
+    if s > MAX_NM_PER_PX:
+        raise CalibrationError(f"{name}: {s:g} nm/px is outside the model's scope (it works at {w:g} nm/px and was trained on "
+                               f"0.02–0.1 nm/px; coarser than {MAX_NM_PER_PX} nm/px a 1 nm particle is under 4 px). Fix: check the "
+                               "calibration (nm, not Å or µm); for low-magnification images use segment_classical at native scale.")
+    mpx = m.image.shape[0] * m.image.shape[1] * (s / w) ** 2 / 1e6
+    if mpx > MAX_WORK_MPX:
+        raise MicrographError(f"{name}: {m.image.shape[1]}×{m.image.shape[0]} px at {s:g} nm/px is {mpx:.0f} megapixels at the "
+                              f"model's {w:g} nm/px (limit {MAX_WORK_MPX}, about {mpx * 11 / 60:.0f} min on one core). Fix: crop or "
+                              "analyse it in parts, or check nm_per_px.")
+
 def segment(micrograph: Micrograph,  # calibrated micrograph, any size and pixel size
             model=None,  # a Segmenter, a model path, or None for the shipped model
             tta: bool = False,  # average the 8 flips/rotations (8× slower, slightly smoother masks)
@@ -394,6 +410,7 @@ def segment(micrograph: Micrograph,  # calibrated micrograph, any size and pixel
     if not (32 <= tile_px and 0 <= overlap_px < tile_px / 2):
         raise ValueError(f"tile_px={tile_px}, overlap_px={overlap_px}: need tile_px >= 32 and 0 <= overlap_px < tile_px/2")
     seg = _get_segmenter(model)
+    _check_scope(m, seg)
     proba = _tiled_proba(m, seg, tta, tile_px, overlap_px, batch_size, context_px)
     mask = proba > threshold
     return (mask, proba) if return_proba else mask
