@@ -120,12 +120,8 @@ def analysis_options(model_card:dict, # from `_resolve_model`: name and sha256 o
                     )->dict:
     "The analysis options as a plain, JSON-serialisable dict (validated)."
     import hrtem_np
-    from hrtem_np.particles import n_atoms_fcc
-    if nm_per_px is not None:
-        try: nm_per_px = float(nm_per_px)  # '0.05' (from a form or a CSV) is accepted
-        except (TypeError, ValueError): nm_per_px = float('nan')
-    if nm_per_px is not None and not (np.isfinite(nm_per_px) and nm_per_px > 0):
-        raise ValueError(f"nm_per_px={nm_per_px!r}: give the pixel size in nm (> 0, a number or a numeric string), or None to use each file's calibration.")
+    from hrtem_np.particles import n_atoms_fcc, _check_nm_per_px
+    if nm_per_px is not None: nm_per_px = _check_nm_per_px(nm_per_px)  # '0.05' (from a form or a CSV) is accepted
     element = 'Au' if element is None else element  # particles_from_mask's default, recorded explicitly
     n_atoms_fcc(1.0, element)  # an unknown element is refused now, not once per image
     return dict(model=model_card.get('name'), model_sha256=model_card.get('sha256'),

@@ -264,7 +264,7 @@ def _check_nm_per_px(nm_per_px):
     except (TypeError, ValueError): s = float('nan')
     if not (math.isfinite(s) and s > 0):
         raise CalibrationError(f"nm_per_px={nm_per_px!r} is not a valid pixel size. Fix: pass the pixel size in nm "
-                               "(> 0), e.g. micrograph.nm_per_px.")
+                               "(> 0, a number or a numeric string), e.g. micrograph.nm_per_px.")
     return s
 
 def _check_labels(labels)->np.ndarray:

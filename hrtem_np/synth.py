@@ -5,7 +5,7 @@
 # %% ../nbs/01_synth.ipynb 2
 from __future__ import annotations
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 import numpy as np
 import pandas as pd
@@ -579,8 +579,7 @@ def _form_image(parts, fov, cond, rng, carbon=None):
                          for p in parts])
     k, dx, pad, n_rc = _grid(shape, nm_per_px, cond, reach)
     off = pad*dx
-    shifted = [_Particle(p.element, p.shape, p.orientation, p.xyz_nm + [off, off, 0], p.outline, p.radius_nm, p.mode, p.label_outline)
-               for p in parts]
+    shifted = [replace(p, xyz_nm=p.xyz_nm + [off, off, 0]) for p in parts]
     box = (n_rc[0]*dx, n_rc[1]*dx)
     carbon = (_carbon_film(box, cond['carbon_thickness_nm'], rng) if carbon is None
               else np.asarray(carbon(box, cond['carbon_thickness_nm'], rng, [p.outline + off for p in parts]), float).reshape(-1, 3))
