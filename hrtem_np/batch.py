@@ -111,6 +111,7 @@ def analysis_options(model_card:dict, # from `_resolve_model`: name and sha256 o
                      element:str|None=None, # particle metal ('Au', 'Pt', 'Ag', 'Pd', 'Cu'): atom counts, hkl; None = 'Au'
                      crystal:bool=False, # also measure lattice spacings per particle (`lattice_spacings`)
                      tta:bool=False, # test-time augmentation in `segment` (8× slower)
+                     threshold:float|None=None, # particle probability cut of the model; None = the model card's (0.5 if it has none)
                      min_diameter_nm:float=0.5, # particles smaller than this are dropped
                      min_confidence:float=MIN_CONFIDENCE, # particles whose mean segmentation probability is lower are dropped, 0.5…1
                      edge:str='exclude', # particles touching the border: 'exclude', 'flag' or 'keep' them
@@ -124,9 +125,13 @@ def analysis_options(model_card:dict, # from `_resolve_model`: name and sha256 o
     if nm_per_px is not None: nm_per_px = _check_nm_per_px(nm_per_px)  # '0.05' (from a form or a CSV) is accepted
     element = 'Au' if element is None else element  # particles_from_mask's default, recorded explicitly
     n_atoms_fcc(1.0, element)  # an unknown element is refused now, not once per image
+    if model_card.get('name') == 'classical': threshold = None
+    else:
+        threshold = float(model_card.get('threshold', 0.5) if threshold is None else threshold)
+        if not 0 < threshold < 1: raise ValueError(f"threshold={threshold}: a particle probability cut must lie between 0 and 1.")
     return dict(model=model_card.get('name'), model_sha256=model_card.get('sha256'),
                 nm_per_px=None if nm_per_px is None else float(nm_per_px), element=element, crystal=bool(crystal),
-                tta=bool(tta), min_diameter_nm=float(min_diameter_nm), min_confidence=float(min_confidence), edge=edge, method=method, signal=signal,
+                tta=bool(tta), threshold=threshold, min_diameter_nm=float(min_diameter_nm), min_confidence=float(min_confidence), edge=edge, method=method, signal=signal,
                 frame=frame, hrtem_np_version=hrtem_np.__version__)
 
 # %% ../nbs/08_batch.ipynb
@@ -139,7 +144,7 @@ def _run_pipeline(m:Micrograph, # calibrated micrograph
     from hrtem_np.particles import particles_from_mask
     t = {}; t0 = time.perf_counter()
     if isinstance(model, str) and model == 'classical': mask, proba = segment_classical(m), None
-    else: mask, proba = segment(m, model=model, tta=opts['tta'], return_proba=True)
+    else: mask, proba = segment(m, model=model, tta=opts['tta'], threshold=opts.get('threshold'), return_proba=True)
     t['segment_s'] = time.perf_counter() - t0; t0 = time.perf_counter()
     labels, parts = particles_from_mask(mask, m.nm_per_px, image=m.image, element=opts['element'],
                                         min_diameter_nm=opts['min_diameter_nm'], edge=opts['edge'], method=opts['method'],

@@ -211,6 +211,10 @@ class Segmenter:
     @property
     def working_nm_per_px(self) -> float: return float(self.card['working_nm_per_px'])
     @property
+    def threshold(self) -> float:
+        "Particle probability above which a pixel is particle: the card's `threshold` (chosen for this model), else 0.5."
+        return float(self.card.get('threshold', 0.5))
+    @property
     def device(self): return next(self.model.parameters()).device
     def __repr__(self):
         c = self.card
@@ -398,7 +402,7 @@ def _check_scope(m: Micrograph, seg) -> None:
 def segment(micrograph: Micrograph,  # calibrated micrograph, any size and pixel size
             model=None,  # a Segmenter, a model path, or None for the shipped model
             tta: bool = False,  # average the 8 flips/rotations (8× slower, slightly smoother masks)
-            threshold: float = 0.5,  # particle probability above which a pixel is particle
+            threshold: float | None = None,  # particle probability above which a pixel is particle; None = the model's (`Segmenter.threshold`)
             tile_px: int = 512,  # tile edge at the working pixel size, px
             overlap_px: int = 64,  # overlap of neighbouring tiles at the working pixel size, px
             return_proba: bool = False,  # also return the probability map
@@ -412,7 +416,7 @@ def segment(micrograph: Micrograph,  # calibrated micrograph, any size and pixel
     seg = _get_segmenter(model)
     _check_scope(m, seg)
     proba = _tiled_proba(m, seg, tta, tile_px, overlap_px, batch_size, context_px)
-    mask = proba > threshold
+    mask = proba > (seg.threshold if threshold is None else float(threshold))
     return (mask, proba) if return_proba else mask
 
 # %% ../nbs/02_segment.ipynb
