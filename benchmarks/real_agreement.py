@@ -57,10 +57,11 @@ def score_image(pred, true, nm_per_px:float)->dict:
                 boundary_offset_px=boundary_offset_px(pred, true, max_px=MAX_OFFSET_PX),
                 diameter_offset_px=diameter_offset_px(pred, true))
 
-def score(model=None, images=None, scales=SCALES, thresholds=(0.5,), tta=False, classical=True, folder=SEG_TRACK)->pd.DataFrame:
+def score(model=None, images=None, scales=SCALES, thresholds=None, tta=False, classical=True, folder=SEG_TRACK)->pd.DataFrame:
     "One row per method × assumed pixel size × image (`COLUMNS`); the model runs once per image and size for all thresholds."
     seg = load_model(model) if model is None or isinstance(model, (str, Path)) else model
     name = 'model' if model is None else Path(str(model)).stem if isinstance(model, (str, Path)) else 'model'
+    thresholds = (seg.threshold,) if thresholds is None else thresholds  # the model's own cut unless asked otherwise
     rows = []
     for s in scales:
         for i in (image_ids(folder) if images is None else images):
@@ -184,7 +185,7 @@ def figure(per_image:pd.DataFrame, profile:pd.DataFrame, path, model=None, image
     Image.open(buf).convert('RGB').quantize(64).save(path, optimize=True)  # 64 colours: a small file for the docs
     return path
 
-def main(model=None, images=None, scales=SCALES, thresholds=(0.5,), tta=False, classical=True, threads=1, profile=False,
+def main(model=None, images=None, scales=SCALES, thresholds=None, tta=False, classical=True, threads=1, profile=False,
          blur_nm_per_px=None, figure_path=None):
     import torch
     torch.set_num_threads(threads)
@@ -222,7 +223,7 @@ if __name__ == '__main__':
     ap.add_argument('--model', default=None, help='model file (default: the shipped model)')
     ap.add_argument('--images', default=None, help="comma-separated image numbers to score, or 'odd' (the images the shipped model did not train on; default: all)")
     ap.add_argument('--scales', default=','.join(map(str, SCALES)), help='assumed pixel sizes, nm/px')
-    ap.add_argument('--thresholds', default='0.5', help='probability thresholds for the model')
+    ap.add_argument('--thresholds', default='', help="probability thresholds for the model (default: the model card's)")
     ap.add_argument('--tta', action='store_true'); ap.add_argument('--no-classical', action='store_true')
     ap.add_argument('--profile', action='store_true', help='print the mean edge profile across the expert outline instead')
     ap.add_argument('--blur-study', type=float, default=None, metavar='NM_PER_PX', help='run the blur study on simulated images instead')
@@ -231,4 +232,4 @@ if __name__ == '__main__':
     a = ap.parse_args()
     held_out = {'odd': list(range(1, 20, 2)), 'even': list(range(0, 20, 2))}  # the shipped model trained on the even ones
     main(a.model, None if a.images is None else held_out.get(a.images) or [int(i) for i in a.images.split(',')], [float(s) for s in a.scales.split(',')],
-         [float(t) for t in a.thresholds.split(',')], a.tta, not a.no_classical, a.threads, a.profile, a.blur_study, a.figure)
+         [float(t) for t in a.thresholds.split(',')] if a.thresholds else None, a.tta, not a.no_classical, a.threads, a.profile, a.blur_study, a.figure)
