@@ -4,17 +4,17 @@
 
 # %% ../nbs/08_batch.ipynb 2
 from __future__ import annotations
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 import hashlib, json, os, time, warnings
 import numpy as np
 import pandas as pd
-from .io import Micrograph, load_micrograph, as_micrograph, save_micrograph, atomic_write, file_sha256, SUPPORTED_EXTENSIONS
+from .io import Micrograph, CalibrationError, load_micrograph, as_micrograph, save_micrograph, atomic_write, file_sha256, SUPPORTED_EXTENSIONS
 from .corrections import CORRECTIONS_FILE, CorrectionsError, apply_corrections_file
 
 # %% auto 0
-__all__ = ['MIN_CONFIDENCE', 'IMAGE_COLUMNS', 'find_micrographs', 'environment_info', 'analysis_options', 'Analysis', 'analyze',
-           'BatchResult', 'BatchError', 'analyze_folder']
+__all__ = ['MIN_CONFIDENCE', 'CALIBRATION_RTOL', 'IMAGE_COLUMNS', 'find_micrographs', 'environment_info', 'analysis_options',
+           'Analysis', 'analyze', 'BatchResult', 'BatchError', 'read_calibration', 'analyze_folder']
 
 # %% ../nbs/08_batch.ipynb
 def _expand(folder_or_paths, pattern:str='*', recursive:bool=False):
@@ -118,6 +118,9 @@ def analysis_options(model_card:dict, # from `_resolve_model`: name and sha256 o
                      method:str='watershed', # how touching particles are split: 'watershed' or 'uecs'
                      signal:str|int|None=None, # which image in multi-image files (title or index)
                      frame:int|None=None, # which frame in stacks
+                     annotations:str='auto', # 'auto': find burned-in scale bars, labels, arrows (`find_annotations`) and exclude them; 'off'
+                     scale_bar_nm:float|None=None, # value of the burned-in scale bar, nm: calibrates files that have no pixel size
+                     calibration_overrides:bool=False, # a calibration-table value that disagrees with the file's metadata wins
                     )->dict:
     "The analysis options as a plain, JSON-serialisable dict (validated)."
     import hrtem_np
@@ -129,41 +132,105 @@ def analysis_options(model_card:dict, # from `_resolve_model`: name and sha256 o
     else:
         threshold = float(model_card.get('threshold', 0.5) if threshold is None else threshold)
         if not 0 < threshold < 1: raise ValueError(f"threshold={threshold}: a particle probability cut must lie between 0 and 1.")
+    if annotations not in ('auto', 'off'): raise ValueError(f"annotations={annotations!r}: use 'auto' or 'off'.")
+    if scale_bar_nm is not None:
+        try: scale_bar_nm = float(scale_bar_nm)
+        except (TypeError, ValueError): scale_bar_nm = float('nan')
+        if not (np.isfinite(scale_bar_nm) and scale_bar_nm > 0):
+            raise ValueError("scale_bar_nm must be the bar's length in nm, a positive number (e.g. 5 for a '5 nm' bar).")
     return dict(model=model_card.get('name'), model_sha256=model_card.get('sha256'),
                 nm_per_px=None if nm_per_px is None else float(nm_per_px), element=element, crystal=bool(crystal),
                 tta=bool(tta), threshold=threshold, min_diameter_nm=float(min_diameter_nm), min_confidence=float(min_confidence), edge=edge, method=method, signal=signal,
-                frame=frame, hrtem_np_version=hrtem_np.__version__)
+                frame=frame, annotations=annotations, scale_bar_nm=scale_bar_nm, calibration_overrides=bool(calibration_overrides),
+                hrtem_np_version=hrtem_np.__version__)
 
 # %% ../nbs/08_batch.ipynb
 def _run_pipeline(m:Micrograph, # calibrated micrograph
                   model, # 'classical' or a Segmenter (from `_resolve_model`)
-                  opts:dict, # from `analysis_options`
+                  opts:dict, # from `analysis_options` (with `ignore` for one file)
+                  ignore=None, # ignore region: boolean mask, mask file or (x, y, w, h) rectangles; None = opts['ignore']
                  )->tuple:
-    "(mask, labels, particles, timings in s) of one micrograph."
+    "(mask, labels, particles, timings in s, excluded-pixel mask) of one micrograph."
     from hrtem_np.segment import segment, segment_classical
     from hrtem_np.particles import particles_from_mask
+    from hrtem_np.annotations import find_annotations, ignore_mask, fill_excluded
     t = {}; t0 = time.perf_counter()
-    if isinstance(model, str) and model == 'classical': mask, proba = segment_classical(m), None
-    else: mask, proba = segment(m, model=model, tta=opts['tta'], threshold=opts.get('threshold'), return_proba=True)
+    excluded = ignore_mask(m.shape, opts.get('ignore') if ignore is None else ignore, m.source or 'image')
+    if opts.get('annotations', 'auto') == 'auto': excluded |= find_annotations(m.image)
+    ms = replace(m, image=fill_excluded(m.image, excluded)) if excluded.any() else m  # the network sees background there
+    if isinstance(model, str) and model == 'classical': mask, proba = segment_classical(ms), None
+    else: mask, proba = segment(ms, model=model, tta=opts['tta'], threshold=opts.get('threshold'), return_proba=True)
+    if excluded.any(): mask = mask & ~excluded
     t['segment_s'] = time.perf_counter() - t0; t0 = time.perf_counter()
     labels, parts = particles_from_mask(mask, m.nm_per_px, image=m.image, element=opts['element'],
                                         min_diameter_nm=opts['min_diameter_nm'], edge=opts['edge'], method=opts['method'],
-                                        proba=proba, min_confidence=opts.get('min_confidence', 0.0))
+                                        proba=proba, min_confidence=opts.get('min_confidence', 0.0),
+                                        ignore=excluded if excluded.any() else None)
     t['dropped'] = dict(parts.attrs.get('dropped', {}))
+    t['excluded_fraction'] = float(excluded.mean())
     t['measure_s'] = time.perf_counter() - t0; t0 = time.perf_counter()
     if opts['crystal'] and len(parts):
         from hrtem_np.crystal import lattice_spacings
         lat = lattice_spacings(m, labels, element=opts['element'])
         parts = parts.merge(lat, on='label', how='left', suffixes=('', '_lattice'))
     t['crystal_s'] = time.perf_counter() - t0
-    return mask, labels, parts.reset_index(drop=True), t
+    return mask, labels, parts.reset_index(drop=True), t, excluded
 
 # %% ../nbs/08_batch.ipynb
+def _ignore_spec(ignore):
+    "An ignore region as JSON can hold it: a mask file path, or a list of [x, y, w, h] rectangles (checked)."
+    if ignore is None: return None
+    if isinstance(ignore, (str, os.PathLike)): return str(ignore)
+    from hrtem_np.annotations import ignore_mask
+    ignore_mask((1, 1), ignore)  # refuses what is not (x, y, w, h) rectangles now, not once per image
+    rects = [ignore] if len(ignore) == 4 and all(np.isscalar(v) for v in ignore) else list(ignore)
+    return [[float(v) for v in r] for r in rects]
+
+CALIBRATION_RTOL = 0.01  # a calibration-table value further than this (relative) from the file's metadata is reported
+
+def _from_scale_bar(m:Micrograph, bar_nm:float, name:str)->Micrograph:
+    "`m` calibrated by its burned-in scale bar of `bar_nm` nm (`find_scale_bar`), or a CalibrationError that says what to do."
+    from hrtem_np.annotations import find_scale_bar
+    bar = find_scale_bar(m.image)
+    if bar is None:
+        raise CalibrationError(f"{name}: scale_bar_nm={bar_nm:g} was given but no burned-in scale bar (a flat horizontal bar, "
+                               "≥ 20 px long) was found. Fix: give the pixel size instead (nm_per_px=, or a calibration table).")
+    md = {**m.metadata, 'scale_bar': {**bar, 'nm': bar_nm}}
+    return Micrograph(m.image, bar_nm / bar['length_px'], m.source, 'scale bar', md)
+
+def _calibrated_by_table(m:Micrograph, table_nm:float, overrides:bool)->Micrograph:
+    "`m` loaded with a calibration-table value: the table where the file has no pixel size; else agreement is checked."
+    file_nm, md = m.metadata.get('file_nm_per_px'), dict(m.metadata)
+    if file_nm is None: return replace(m, calibration_source='calibration table')
+    rel = table_nm / file_nm - 1
+    if abs(rel) <= CALIBRATION_RTOL: return replace(m, nm_per_px=float(file_nm), calibration_source='metadata')
+    if overrides:
+        md['calibration_note'] = (f"calibration table {table_nm:g} nm/px used; the file's metadata says {file_nm:g} ({rel:+.1%})")
+        return replace(m, calibration_source='calibration table', metadata=md)
+    md['calibration_note'] = (f"calibration table says {table_nm:g} nm/px, the file's metadata {file_nm:g} ({rel:+.1%}): the metadata "
+                              "was used (pass calibration_overrides=True, CLI --calibration-overrides, to use the table)")
+    return replace(m, nm_per_px=float(file_nm), calibration_source='metadata', metadata=md)
+
 def _load(source, opts:dict)->Micrograph:
-    "A validated Micrograph from a path, a Micrograph or an array (+ nm_per_px)."
-    if isinstance(source, (str, os.PathLike)):
-        return as_micrograph(load_micrograph(source, nm_per_px=opts['nm_per_px'], signal=opts['signal'], frame=opts['frame']))
-    return as_micrograph(source, nm_per_px=opts['nm_per_px'])
+    "A validated Micrograph from a path, a Micrograph or an array: pixel size from nm_per_px, a calibration-table row, the metadata, or the scale bar."
+    cal = opts.get('calibration') or {}
+    table_nm, bar_nm = cal.get('nm_per_px'), cal.get('scale_bar_nm', opts.get('scale_bar_nm'))
+    if not isinstance(source, (str, os.PathLike)):
+        if opts['nm_per_px'] is None and bar_nm is not None and not isinstance(source, Micrograph):
+            return as_micrograph(_from_scale_bar(as_micrograph(source, nm_per_px=1.0), bar_nm, 'image'))
+        return as_micrograph(source, nm_per_px=opts['nm_per_px'])
+    kw = dict(signal=opts['signal'], frame=opts['frame'])
+    if opts['nm_per_px'] is not None: return as_micrograph(load_micrograph(source, nm_per_px=opts['nm_per_px'], **kw))
+    if table_nm is not None:
+        return as_micrograph(_calibrated_by_table(load_micrograph(source, nm_per_px=table_nm, **kw), table_nm,
+                                                  opts.get('calibration_overrides', False)))
+    try: return as_micrograph(load_micrograph(source, **kw))
+    except CalibrationError as e:
+        m = load_micrograph(source, nm_per_px=1.0, **kw) if bar_nm is not None else None
+        if m is None or 'file_nm_per_px' in m.metadata: raise CalibrationError(
+            f"{e} Or list the file in a calibration table (calibration=, CLI --calibration FILE.csv with columns file,nm_per_px), "
+            "or, for an export with a burned-in scale bar, give the bar's value: scale_bar_nm= (CLI --scale-bar-nm).") from None
+        return as_micrograph(_from_scale_bar(m, bar_nm, str(source)))
 
 # %% ../nbs/08_batch.ipynb
 @dataclass
@@ -175,6 +242,7 @@ class Analysis:
     particles: pd.DataFrame  # one row per particle (label, diameter_nm, area_nm2, …)
     options: dict  # every option used (`analysis_options`)
     provenance: dict  # versions, model card, input file SHA-256, timings
+    excluded: np.ndarray|None = None  # bool mask of the pixels not analysed (burned-in annotations, ignore regions)
 
     @property
     def n_particles(self)->int: return len(self.particles)
@@ -199,28 +267,33 @@ def analyze(source, # a micrograph file, a `Micrograph`, or a 2-D array (then nm
             model=None, # None (shipped U-Net), 'classical', a model path, or a `Segmenter`
             nm_per_px:float|None=None, # pixel size in nm; overrides the file's calibration
             element:str|None=None, # particle metal ('Au', 'Pt', 'Ag', 'Pd', 'Cu'), for atom counts and hkl; None = 'Au'
-            **options, # further `analysis_options`: crystal, tta, min_diameter_nm, edge, method, signal, frame
+            ignore=None, # regions not to analyse: boolean mask, mask image file (non-zero = ignore) or (x, y, w, h) rectangles in px
+            **options, # further `analysis_options`: crystal, tta, min_diameter_nm, edge, method, annotations, scale_bar_nm, …
            )->Analysis:
     "Load, segment, split and measure one micrograph (and its lattice spacings with `crystal=True`)."
     t0 = time.perf_counter()
     seg, card = _resolve_model(model)
     opts = analysis_options(card, nm_per_px=nm_per_px, element=element, **options)
+    if ignore is not None and not isinstance(ignore, np.ndarray): opts['ignore'] = _ignore_spec(ignore)
     m = _load(source, opts)
     t_load = time.perf_counter() - t0
-    mask, labels, parts, t = _run_pipeline(m, seg, opts)
+    mask, labels, parts, t, excluded = _run_pipeline(m, seg, opts, ignore=ignore if isinstance(ignore, np.ndarray) else None)
     inp = {'path': m.source, 'sha256': file_sha256(m.source), 'size_bytes': Path(m.source).stat().st_size} \
           if m.source and Path(m.source).is_file() else {'path': None, 'sha256': None}
     inp.update(nm_per_px=m.nm_per_px, calibration_source=m.calibration_source)
+    for k in ('scale_bar', 'calibration_note'):
+        if k in m.metadata: inp[k] = m.metadata[k]
+    if isinstance(ignore, np.ndarray): inp['ignore'] = f'boolean mask given as an array ({int(np.asarray(ignore, bool).sum())} px)'
     dropped = t.pop('dropped', {})
     timings = {'load_s': t_load, **t, 'total_s': time.perf_counter() - t0}
     prov = dict(created=time.strftime('%Y-%m-%dT%H:%M:%S%z'), environment=environment_info(), model=card,
                 options=opts, options_key=_options_key(opts), input=inp, timings_s=timings,
                 counts=dict(kept=len(parts), dropped=dropped))
-    return Analysis(m, mask, labels.astype(np.int32), parts, opts, prov)
+    return Analysis(m, mask, labels.astype(np.int32), parts, opts, prov, excluded)
 
 # %% ../nbs/08_batch.ipynb
 IMAGE_COLUMNS = ['image', 'status', 'error', 'note', 'corrected', 'corrections_note', 'n_particles', 'n_too_small',
-                 'n_low_confidence', 'n_edge_excluded', 'nm_per_px',
+                 'n_low_confidence', 'n_edge_excluded', 'excluded_fraction', 'nm_per_px',
                  'calibration_source', 'height_px', 'width_px', 'load_s', 'segment_s', 'measure_s', 'crystal_s', 'write_s',
                  'total_s', 'sha256', 'size_bytes', 'corrections_sha256', 'options_key', 'output_dir',
                  'path']  # columns of images.csv, in order
@@ -238,11 +311,11 @@ def _read_json(path):
     except (OSError, ValueError): return None
 
 # %% ../nbs/08_batch.ipynb
-def _save_overlay(m:Micrograph, labels:np.ndarray, parts:pd.DataFrame, path):
-    "Write the particle outlines over the micrograph as a PNG."
+def _save_overlay(m:Micrograph, labels:np.ndarray, parts:pd.DataFrame, path, excluded=None):
+    "Write the particle outlines over the micrograph as a PNG (excluded regions hatched, a scale bar used for calibration outlined)."
     import matplotlib.pyplot as plt
     from hrtem_np.plots import plot_overlay, save_figure
-    fig = plot_overlay(m, labels, parts)
+    fig = plot_overlay(m, labels, parts, excluded=excluded)
     try: save_figure(fig, path, dpi=150, data=False, overwrite=True)
     finally: plt.close(fig)
 
@@ -257,13 +330,13 @@ def _save_table(path, parts:pd.DataFrame, name:str):
     out = parts.copy(); out.insert(0, 'image', name)
     atomic_write(path, lambda p: out.to_csv(p, index=False), overwrite=True)
 
-def _write_image_outputs(d:Path, m:Micrograph, mask, labels, parts:pd.DataFrame, name:str, overlays:bool)->str:
+def _write_image_outputs(d:Path, m:Micrograph, mask, labels, parts:pd.DataFrame, name:str, overlays:bool, excluded=None)->str:
     "Write labels.tif, mask.tif, particles.csv (and overlay.png) into `d`; returns a note ('' when all went well)."
     _save_image(d/'labels.tif', m, labels, 'particle labels (0 = background)')
     _save_image(d/'mask.tif', m, mask, 'segmentation mask before splitting and selection (1 = particle)', np.uint8)
     _save_table(d/'particles.csv', parts, name)
     if not overlays: return ''
-    try: _save_overlay(m, labels, parts, d/'overlay.png')
+    try: _save_overlay(m, labels, parts, d/'overlay.png', excluded)
     except Exception as e: return f"overlay not drawn ({type(e).__name__}: {e})"
     return ''
 
@@ -319,7 +392,7 @@ def _refresh_corrections(d:Path, # the image's output folder
     def raw():
         import tifffile
         mask = tifffile.imread(d/'mask.tif') > 0 if (d/'mask.tif').exists() else None
-        return (_load(row['path'], opts), mask, tifffile.imread(d/'labels.tif').astype(np.int32),
+        return (_load(row['path'], {**opts, 'nm_per_px': row.get('nm_per_px') or opts['nm_per_px']}), mask, tifffile.imread(d/'labels.tif').astype(np.int32),
                 _read_particles(d/'particles.csv').drop(columns='image', errors='ignore'))
     upd = _apply_image_corrections(d, row['image'], raw)
     if not upd['corrected']: upd['n_particles'] = len(_read_particles(d/'particles.csv'))
@@ -352,9 +425,10 @@ def _analyze_file(path, # input file
         m = _load(path, opts)
         row.update(load_s=time.perf_counter() - t0, nm_per_px=m.nm_per_px, calibration_source=m.calibration_source,
                    height_px=m.shape[0], width_px=m.shape[1])
-        mask, labels, parts, t = _run_pipeline(m, model, opts)
+        mask, labels, parts, t, excluded = _run_pipeline(m, model, opts)
         t1 = time.perf_counter()
-        note = _write_image_outputs(d, m, mask, labels, parts, name, overlays)
+        note = '; '.join(filter(None, [m.metadata.get('calibration_note', ''),
+                                       _write_image_outputs(d, m, mask, labels, parts, name, overlays, excluded)]))
         dropped = t.pop('dropped', {})
         row.update(t, status='ok', n_particles=len(parts), note=note, n_too_small=dropped.get('too_small'),
                    n_low_confidence=dropped.get('low_confidence'), n_edge_excluded=dropped.get('edge'))
@@ -496,7 +570,7 @@ def _batch_figure(out_dir:Path, images:pd.DataFrame, particles:pd.DataFrame, opt
     from hrtem_np.plots import COLUMN_WIDTH_IN, publication_style, plot_overlay, plot_size_distribution, plot_shape
     done = _done(images)
     best = done.loc[done['n_particles'].astype(int).idxmax()]
-    m = _load(best['path'], opts)
+    m = _load(best['path'], {**opts, 'nm_per_px': float(best['nm_per_px'])})  # as analysed (metadata, table or scale bar)
     labels = tifffile.imread(_result_file(out_dir, best, 'labels.tif'))
     own = particles[particles['image'] == best['image']].drop(columns='image')
     with publication_style('double'):
@@ -594,6 +668,67 @@ def _provenance(opts:dict, card:dict, images:pd.DataFrame, run:dict)->dict:
                 options=opts, options_key=_options_key(opts), run=run, inputs=inputs)
 
 # %% ../nbs/08_batch.ipynb
+def _file_lookup(files:list, roots:list)->dict:
+    "{name a table may use: [input paths]}: the file name, its path relative to each input folder, as given, and absolute."
+    out = {}
+    for f in files:
+        p = Path(f); keys = {p.name, p.as_posix(), p.resolve().as_posix()}
+        for r in roots:
+            try: keys.add(p.resolve().relative_to(Path(r).resolve()).as_posix())
+            except ValueError: pass
+        for k in keys: out.setdefault(k, []).append(str(f))
+    return out
+
+def _match(key:str, lookup:dict, what:str)->str|None:
+    "The one input a table's file name refers to (None if none); several is an error."
+    hits = sorted(set(lookup.get(key.strip().replace('\\', '/'), [])))
+    if len(hits) > 1: raise ValueError(f"{what}: '{key}' matches {len(hits)} inputs ({', '.join(hits[:3])}). Fix: write its path relative to the folder.")
+    return hits[0] if hits else None
+
+def _per_file(table:dict, files:list, roots:list, what:str)->dict:
+    "{input path: value} of a {file name: value} dict (names as in `read_calibration`); names that match no input are warned about."
+    lookup, out, unknown = _file_lookup(files, roots), {}, []
+    for k, v in table.items():
+        p = _match(str(k), lookup, what)
+        if p is None: unknown.append(str(k))
+        else: out[p] = _ignore_spec(v) if what == 'ignore' else v
+    if unknown: warnings.warn(f"{what}: {len(unknown)} listed file(s) are not among the inputs and were not used: {', '.join(unknown[:5])}")
+    return out
+
+def read_calibration(table, # CSV file, DataFrame, or {file: nm_per_px}; columns `file` and `nm_per_px` and/or `scale_bar_nm`
+                     files:list, # the input micrograph files
+                     roots:list=(), # the input folders: file names may be relative to them
+                    )->dict:
+    "{input path: {'nm_per_px': …, 'scale_bar_nm': …}} for each input the calibration table lists (values checked)."
+    if isinstance(table, dict): df, name = pd.DataFrame({'file': list(table), 'nm_per_px': list(table.values())}), 'calibration table'
+    elif isinstance(table, pd.DataFrame): df, name = table.copy(), 'calibration table'
+    else:
+        name = str(table)
+        if not Path(table).is_file(): raise FileNotFoundError(f"calibration table {table} not found.")
+        df = pd.read_csv(table, dtype=str, skipinitialspace=True)
+    df.columns = [str(c).strip() for c in df.columns]
+    if 'file' not in df.columns or not {'nm_per_px', 'scale_bar_nm'} & set(df.columns):
+        raise ValueError(f"{name}: needs a 'file' column and an 'nm_per_px' and/or 'scale_bar_nm' column; it has {list(df.columns)}.")
+    lookup, out, unknown = _file_lookup(files, roots), {}, []
+    for i, row in enumerate(df.to_dict('records')):
+        key = str(row['file']).strip()
+        p = _match(key, lookup, name)
+        if p is None: unknown.append(key); continue
+        if p in out: raise ValueError(f"{name}: {key} is listed twice (row {i + 2}).")
+        vals = {}
+        for col in ('nm_per_px', 'scale_bar_nm'):
+            v = row.get(col)
+            if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == '': continue
+            try: x = float(v)
+            except ValueError: x = float('nan')
+            if not (np.isfinite(x) and x > 0): raise ValueError(f"{name}, row {i + 2} ({key}): {col}={v!r} is not a positive number.")
+            vals[col] = x
+        if not vals: raise ValueError(f"{name}, row {i + 2} ({key}): no nm_per_px or scale_bar_nm value.")
+        out[p] = vals
+    if unknown: warnings.warn(f"{name}: {len(unknown)} listed file(s) are not among the inputs and were not used: {', '.join(unknown[:5])}")
+    return out
+
+# %% ../nbs/08_batch.ipynb
 def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/files
                    out_dir, # output folder (created); per-image results go to out_dir/images/<name>/
                    pattern:str='*', # glob pattern for file names inside folders, e.g. '*.dm4'
@@ -609,7 +744,9 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
                    parquet:bool=False, # also write particles.parquet (needs pyarrow)
                    progress:bool=True, # show a progress bar
                    raise_on_failure:bool=False, # raise `BatchError` at the end if any input failed
-                   **options, # further `analysis_options`: crystal, tta, min_diameter_nm, edge, method, signal, frame
+                   calibration=None, # per-file pixel sizes: CSV file, DataFrame or {file: nm_per_px}; columns file, nm_per_px and/or scale_bar_nm
+                   ignore=None, # regions not to analyse, for every file (mask file or (x, y, w, h) rectangles), or {file: that}
+                   **options, # further `analysis_options`: crystal, tta, min_diameter_nm, edge, method, annotations, scale_bar_nm, calibration_overrides, …
                   )->BatchResult:
     "Analyse every micrograph in a folder (in parallel, resumable), writing per-image results, tables, figure, provenance."
     from tqdm.auto import tqdm
@@ -627,7 +764,19 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
     _check_out_dir(out_dir, opts, resume, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = _image_keys(files + others)
-    tasks = [(str(p), n, k, str(out_dir), opts) for p, (n, k) in zip(files, names)]
+    roots = [p for p in items if Path(p).is_dir()]
+    if calibration is not None and opts['nm_per_px'] is not None:
+        raise ValueError("nm_per_px and calibration were both given. Fix: give one (nm_per_px applies to every file; "
+                         "the calibration table to the files it lists).")
+    cal = read_calibration(calibration, files, roots) if calibration is not None else {}
+    ign = (_per_file(ignore, files, roots, 'ignore') if isinstance(ignore, dict)
+           else dict.fromkeys(map(str, files), _ignore_spec(ignore)) if ignore is not None else {})
+    def file_opts(p):
+        o = dict(opts)
+        if str(p) in cal: o['calibration'] = cal[str(p)]
+        if ign.get(str(p)) is not None: o['ignore'] = ign[str(p)]
+        return o
+    tasks = [(str(p), n, k, str(out_dir), file_opts(p)) for p, (n, k) in zip(files, names)]
     rows = [None]*len(tasks)
     with tqdm(total=len(tasks), unit='image', desc='hrtem_np', disable=not progress) as bar:
         for i, row in _run_tasks(tasks, seg, dict(resume=resume, overwrite=overwrite, overlays=overlays), workers, client):
@@ -641,7 +790,10 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
     run = dict(started=started, wall_s=round(time.perf_counter() - t0, 3), mode=mode,
                workers=len(client.scheduler_info().get('workers', {})) if client is not None else workers,
                inputs=[str(p) for p in items],
-               pattern=pattern, recursive=recursive, resume=resume, overwrite=overwrite)
+               pattern=pattern, recursive=recursive, resume=resume, overwrite=overwrite,
+               calibration=None if calibration is None else str(calibration) if isinstance(calibration, (str, os.PathLike)) else 'table given in Python',
+               calibration_sha256=file_sha256(calibration) if isinstance(calibration, (str, os.PathLike)) else None,
+               files_in_calibration=len(cal), ignore=None if ignore is None else 'per file' if isinstance(ignore, dict) else _ignore_spec(ignore))
     prov = _provenance(opts, card, images, run)
     figs = {}
     if len(_done(images)) and len(particles) >= 3:

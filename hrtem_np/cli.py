@@ -143,6 +143,16 @@ def _add_analyze(sub):
     p.add_argument('paths', nargs='+', type=Path, metavar='PATHS', help='micrograph files and/or folders')
     p.add_argument('--out', required=True, type=Path, metavar='DIR', help='output folder')
     p.add_argument('--nm-per-px', type=_positive_float, metavar='X', help="pixel size in nm for every input (overrides the files' calibration)")
+    p.add_argument('--calibration', type=Path, default=None, metavar='CSV',
+                   help='per-file pixel sizes: a CSV with columns file,nm_per_px (and/or scale_bar_nm), file names relative to '
+                        "the folder; files not listed use their metadata; a value > 1 %% off the file's metadata is reported")
+    p.add_argument('--calibration-overrides', action='store_true', help="let --calibration values win over the files' metadata")
+    p.add_argument('--scale-bar-nm', type=_positive_float, default=None, metavar='X',
+                   help='value of the burned-in scale bar (nm) of uncalibrated exports: the bar is found and measured in px')
+    p.add_argument('--annotations', choices=('auto', 'off'), default='auto',
+                   help='auto (default): find burned-in scale bars, labels, arrows, inset frames and exclude them; off')
+    p.add_argument('--ignore', default=None, metavar='RECTS', help="regions not to analyse in every file: 'x,y,w,h' in px, several separated by ';'")
+    p.add_argument('--ignore-mask', type=Path, default=None, metavar='IMAGE', help='regions not to analyse in every file: a mask image (non-zero = ignore)')
     p.add_argument('--model', default=None, metavar='PATH', help="segmentation model file, or 'classical'; default: the shipped U-Net")
     p.add_argument('--element', default=None, metavar='EL', help='particle metal: Au (default), Pt, Ag, Pd or Cu (for atom counts and hkl)')
     p.add_argument('--workers', type=_positive_int, default=1, metavar='N', help='parallel processes (default 1)')
@@ -223,10 +233,15 @@ def _cmd_analyze(a)->int:
         try: from distributed import Client
         except ImportError: raise ImportError("--scheduler needs Dask: pip install 'hrtem_np[dask]'") from None
         client = Client(a.scheduler)
+    from hrtem_np.annotations import parse_rectangles
+    if a.ignore and a.ignore_mask: raise ValueError("--ignore and --ignore-mask were both given: use one.")
+    ignore = parse_rectangles(a.ignore) if a.ignore else a.ignore_mask
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='.*inputs failed')
             res = analyze_folder(a.paths, a.out, pattern=a.pattern, model=a.model, nm_per_px=a.nm_per_px,
+                                 calibration=a.calibration, calibration_overrides=a.calibration_overrides,
+                                 scale_bar_nm=a.scale_bar_nm, annotations=a.annotations, ignore=ignore,
                                  element=a.element, workers=a.workers, client=client, resume=not a.no_resume,
                                  overwrite=a.overwrite, recursive=a.recursive, overlays=not a.no_overlays,
                                  parquet=a.parquet, progress=not a.quiet, crystal=a.crystal, tta=a.tta,

@@ -37,9 +37,9 @@ PARTICLE_COLUMNS = {
     'eccentricity': 'eccentricity of the ellipse with the same second moments, 0 (circle) … 1 (line), dimensionless',
     'orientation_deg': 'angle of that ellipse\'s long axis from the image x axis, counter-clockwise as displayed, −90…90°',
     'mean_intensity': 'mean image value inside the particle (NaN when no image is given), image units',
-    'confidence': 'mean particle probability of the segmentation inside the outline, 0.5…1 (NaN without a probability map, e.g. the classical method), dimensionless',
+    'confidence': 'mean particle probability of the segmentation inside the outline, threshold…1 (NaN without a probability map, e.g. the classical method), dimensionless',
     'n_atoms_est': 'atoms in a sphere of diameter_nm + 2·EDGE_INSET_NM (the metallic surface lies 0.12 nm outside the visible edge) for the element\'s fcc lattice (4 atoms per a³); NaN without element',
-    'touches_edge': 'True when the particle has a pixel on the image border (its size is then a lower bound)',
+    'touches_edge': 'True when the particle has a pixel on the image border or next to an excluded region (burned-in annotation, ignore region): its size is then a lower bound',
     'was_split': 'True when the particle was cut out of a larger object by split_particles',
     'n_holes': 'holes (enclosed background regions) the segmentation left inside the particle; they were filled',
     'flagged': 'True when a quality rule fails: solidity < min_solidity, n_holes > max_holes, or (edge="flag") touches_edge',
@@ -561,11 +561,19 @@ def particles_from_mask(mask, # binary particle mask (non-zero = particle), e.g.
                         max_holes:int=2, # more holes than this is `flagged`
                         proba=None, # the segmentation's particle probability map, for `confidence`
                         min_confidence:float=0.0, # particles with a lower `confidence` are dropped, 0…1
+                        ignore=None, # boolean mask of excluded pixels (annotations, ignore regions): no particle there; those cut by it count as edge particles
                        )->tuple:
     "(labels, table): split, measure and select the particles of a mask; labels match `table.label`."
     if edge not in EDGE_POLICIES: raise ValueError(f"edge={edge!r}; use one of {EDGE_POLICIES}.")
+    if ignore is not None:
+        ignore = np.asarray(ignore, bool)
+        if ignore.shape != np.shape(mask): raise ValueError(f"ignore mask {ignore.shape} and particle mask {np.shape(mask)} differ in shape.")
+        mask = np.asarray(mask, bool) & ~ignore
     inst = split_particles(mask, nm_per_px, method=method, convexity_threshold=convexity_threshold,
                            split_depth_nm=split_depth_nm, min_diameter_nm=min_diameter_nm)
     table = measure_particles(inst, nm_per_px, image=image, element=element, min_solidity=min_solidity, max_holes=max_holes,
                               proba=proba)
+    if ignore is not None and ignore.any() and len(table):  # cut by an excluded region: like a particle cut by the border
+        cut = np.unique(inst.labels[ndi.binary_dilation(ignore) & (inst.labels > 0)])
+        table['touches_edge'] = table['touches_edge'].to_numpy(bool) | table['label'].isin(cut).to_numpy()
     return select_particles(inst.labels, table, min_diameter_nm=min_diameter_nm, edge=edge, min_confidence=min_confidence)

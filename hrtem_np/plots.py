@@ -172,6 +172,14 @@ def _color_outlines(ax, lc:LineCollection, values:pd.Series|None, column:str|Non
     ax.legend(handles=handles, loc='upper right', fontsize='small', frameon=True, framealpha=0.75, edgecolor='none')
 
 # %% ../nbs/07_plots.ipynb
+def _free_corner(excluded, shape)->str:
+    "'lower right', unless excluded pixels (a burned-in bar) are there: then the corner with the fewest of them."
+    if excluded is None or not np.any(excluded): return 'lower right'
+    h, w = shape[0] // 4, shape[1] // 3
+    ex = np.asarray(excluded, bool)
+    counts = {'lower right': ex[-h:, -w:].sum(), 'lower left': ex[-h:, :w].sum(), 'upper right': ex[:h, -w:].sum(), 'upper left': ex[:h, :w].sum()}
+    return 'lower right' if counts['lower right'] == 0 else min(counts, key=counts.get)
+
 def plot_overlay(micrograph, # a Micrograph (or 2-D array with `nm_per_px`)
                  labels:np.ndarray, # label image of the same shape, 0 = background
                  particles:pd.DataFrame|None=None, # particle table (`label` column); None → outline every label
@@ -182,6 +190,7 @@ def plot_overlay(micrograph, # a Micrograph (or 2-D array with `nm_per_px`)
                  cmap:str='viridis', # colour map for a numeric `color_by`
                  linewidth:float=1.0, # outline width in pt
                  ax=None, # axes to draw on (a new figure if None)
+                 excluded:np.ndarray|None=None, # bool mask of regions not analysed (annotations, ignore regions): hatched
                 ):
     "Micrograph with particle outlines (coloured by a property or category) and a scale bar in nm."
     img, s = _image_and_scale(micrograph, nm_per_px)
@@ -199,12 +208,23 @@ def plot_overlay(micrograph, # a Micrograph (or 2-D array with `nm_per_px`)
     lc = ax.add_collection(LineCollection([ol[i] for i in ids], linewidths=linewidth, gid='outlines'))
     _color_outlines(ax, lc, None if color_by is None else particles[color_by], color_by, cmap, len(rest))
     if rest: ax.add_collection(LineCollection([ol[i] for i in rest], linewidths=linewidth, gid='excluded', **_EXCLUDED))
+    if excluded is not None and np.any(excluded):
+        ex = np.asarray(excluded, bool)
+        if ex.shape != img.shape: raise ValueError(f"excluded {ex.shape} and micrograph {img.shape} differ in shape.")
+        ax.contourf(ex, levels=[0.5, 1.5], colors=[OKABE_ITO[5]], alpha=0.35, hatches=['//'])
+        ax.contour(ex, levels=[0.5], colors=[OKABE_ITO[5]], linewidths=0.8)
+    bar = getattr(micrograph, 'metadata', {}).get('scale_bar') if getattr(micrograph, 'calibration_source', '') == 'scale bar' else None
+    if bar:  # the burned-in bar that calibrated this image
+        ax.add_patch(plt.Rectangle((bar['col0'] - 2, bar['row0'] - 2), bar['col1'] - bar['col0'] + 4, bar['row1'] - bar['row0'] + 4,
+                                   fill=False, ec=OKABE_ITO[1], lw=1.2, gid='calibration_bar'))
+        ax.text(bar['col0'], bar['row0'] - 4, f"calibration: {bar['nm']:g} nm = {bar['length_px']} px", color=OKABE_ITO[1],
+                fontsize='x-small', va='bottom')
     if show_ids:
         for lab, (r, c) in zip(ids, _centroids(labels, particles, ids)):
             ax.text(c, r, str(lab), color='white', fontsize='x-small', ha='center', va='center')
     if s is not None:
         ax.set_axis_off()
-        if scale_bar: add_scale_bar(ax, s)
+        if scale_bar: add_scale_bar(ax, s, loc=_free_corner(excluded, img.shape))
     else: ax.set_xlabel('x (px)'); ax.set_ylabel('y (px)')
     _attach(ax.figure, 'particles', particles if particles is not None else pd.DataFrame({'label': ids}))
     return ax.figure
