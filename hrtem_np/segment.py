@@ -530,13 +530,13 @@ def _jpeg_roundtrip(x: torch.Tensor, quality: int) -> torch.Tensor:
 
 # %% ../nbs/02_segment.ipynb
 class _RandomDegrade(Transform):
-    "With probability `p`: blur or drift (σ ≤ 3 px), uneven illumination, hot pixels, then 8-bit or JPEG (q 30–95); mask unchanged."
+    "With probability `p`: blur or drift (σ ≤ 3 px; `blur_share` of the damaged crops), uneven illumination, hot pixels, then 8-bit or JPEG (q 30–95); mask unchanged."
     split_idx, order = 0, 4
-    def __init__(self, p=0.0): self.p = p
+    def __init__(self, p=0.0, blur_share=0.55): self.p, self.blur_share = p, blur_share
     def encodes(self, x: TensorImage):
         if random.random() >= self.p: return x
         x = x.as_subclass(torch.Tensor).clamp(0, 1).contiguous()  # flipped crops are strided views
-        u = random.random()
+        u = random.random() / self.blur_share * 0.55 if self.blur_share > 0 else 1.0  # 0.35 : 0.20 isotropic blur : drift
         if u < 0.35: s = random.uniform(0.5, 3.0); k = _blur_kernel(s, s, 0.0)
         elif u < 0.55: k = _blur_kernel(random.uniform(1.0, 3.0), random.uniform(0.2, 0.6), random.uniform(0, math.pi))
         else: k = None
@@ -635,6 +635,7 @@ def segmenter_learner(items,  # (Micrograph, mask) pairs (nonzero = particle), o
                       valid_pct: float = 0.2,  # fraction of images held out when `valid_items` is None
                       invert_p: float = 0.0,  # probability of contrast inversion per crop
                       degrade_p: float = 0.0,  # probability of blur/drift/ramp/hot-pixel/8-bit/JPEG damage per crop (mask unchanged)
+                      blur_share: float = 0.55,  # fraction of the damaged crops that are blurred or drifted
                       scale_jitter: float = 1.15,  # random scale within ×1/scale_jitter … ×scale_jitter
                       loss_func=None,  # None = CEDiceLoss()
                       unet_kwargs: dict | None = None,  # passed to fastai's DynamicUnet, e.g. {'last_cross': False}
@@ -668,7 +669,7 @@ def segmenter_learner(items,  # (Micrograph, mask) pairs (nonzero = particle), o
     dblock = DataBlock(blocks=(TransformBlock(type_tfms=_to_image), TransformBlock(type_tfms=_to_mask)),
                        get_x=lambda p: p.img, get_y=lambda p: p.msk,
                        splitter=lambda _: (list(range(n_tr)), list(range(n_tr, n_tr + len(va)))),
-                       item_tfms=[_RandomCrop(crop_px, scale_jitter), _RandomDihedral(), _RandomDegrade(degrade_p), _RandomIntensity(invert_p),
+                       item_tfms=[_RandomCrop(crop_px, scale_jitter), _RandomDihedral(), _RandomDegrade(degrade_p, blur_share), _RandomIntensity(invert_p),
                                   _Standardize(norm['mean'], norm['std'])])
     dls = dblock.dataloaders([_Pair(*p) for p in tr_items + va], bs=bs, num_workers=0)
     with warnings.catch_warnings():
@@ -678,7 +679,8 @@ def segmenter_learner(items,  # (Micrograph, mask) pairs (nonzero = particle), o
                              cbs=cbs, **(unet_kwargs or {}))
     if start is not None: learn.model.load_state_dict(start.model.state_dict())
     card['training'] = dict(_training_summary(train, valid, crop_px, bs, n_tr), pretrained=str(pretrained), seed=seed,
-                            scale_jitter=scale_jitter, invert_p=invert_p, degrade_p=degrade_p)
+                            scale_jitter=scale_jitter, invert_p=invert_p, degrade_p=degrade_p,
+                            **({'blur_share': blur_share} if degrade_p and blur_share != 0.55 else {}))
     learn.segmenter_card = card
     return learn
 

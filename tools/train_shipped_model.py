@@ -43,6 +43,7 @@ DATA = ROOT/'work_data'
 WORKING_NM_PER_PX = 0.07   # the network's pixel size (nm): a 1 nm particle is ~14 px across
 CROP_PX = 192              # training crop at the working scale (13.4 nm)
 DEGRADE_P = 0.0            # probability of degradation augmentations per crop (--robust: 0.5)
+BLUR_SHARE = 0.55          # fraction of the degraded crops that are blurred or drifted (--blur-share)
 MIN_FOV_NM = 15.0          # every simulated image is at least this wide, so crops (with scale jitter) fit
 
 def _conditions(seed, i):
@@ -194,7 +195,7 @@ def train(hours, epochs, lr, arch, cut, bs, threads, seed, steps, bf16, init=Non
     train_items, valid_items = load_items(DATA/'train'), load_items(DATA/'valid')
     train_items += real_items(real)
     print(f"{len(train_items)} training ({len(real)} real seg_track images among them), {len(valid_items)} validation micrographs", flush=True)
-    kw = dict(working_nm_per_px=WORKING_NM_PER_PX, crop_px=CROP_PX, bs=bs, seed=seed, invert_p=0.1, degrade_p=DEGRADE_P,
+    kw = dict(working_nm_per_px=WORKING_NM_PER_PX, crop_px=CROP_PX, bs=bs, seed=seed, invert_p=0.1, degrade_p=DEGRADE_P, blur_share=BLUR_SHARE,
               crops_per_epoch=bs*steps, loss_func=CEDiceLoss(lovasz_weight=lovasz))
     if grow: learn = _grown_learner(grow, init, items=train_items, valid_items=valid_items, **kw)
     else: learn = segmenter_learner(train_items, valid_items, arch=arch, pretrained=init, cut=cut, **kw)
@@ -253,7 +254,8 @@ def export(arch, cut, out=None, init=None, steps=None, lr=None, hardware=None, s
         epochs=len(hist), best_epoch=best['epoch'], loss='CE + Dice' + (f' + {lovasz} × Lovász hinge' if lovasz else ''),
         schedule=f'one-cycle over {len(hist)} epochs at lr {lr}',
         augmentations='dihedral8, scale_jitter 1.15, gamma, contrast, brightness, blur, noise, invert_p 0.1'
-                      + (f', degradations with the label unchanged (blur/drift ≤ 3 px, ramps, hot pixels, 8-bit, JPEG 30–95; p {DEGRADE_P})' if DEGRADE_P else ''),
+                      + (f', degradations with the label unchanged (blur/drift ≤ 3 px, ramps, hot pixels, 8-bit, JPEG 30–95; p {DEGRADE_P}'
+                         + (f', blurred or drifted: {BLUR_SHARE} of them' if BLUR_SHARE != 0.55 else '') + ')' if DEGRADE_P else ''),
         precision='bfloat16 autocast on the CPU', pretrained=str(init) if init else None, seed=seed,
         hardware=hardware or f'2 CPU cores, about {minutes:.0f} min', recipe='tools/train_shipped_model.py',
         history=[{k: round(v, 4) for k, v in h.items() if k != 'time'} for h in hist])
@@ -293,6 +295,8 @@ if __name__ == '__main__':
     ap.add_argument('--crop-px', type=int, default=CROP_PX, help='train/export: training crop edge at the working scale, px')
     ap.add_argument('--robust', action='store_true', help='simulate: phase-7 conditions (_robust_conditions); train/export: degradation augmentations (degrade_p 0.5)')
     ap.add_argument('--real-train', default='', help='train/export: comma-separated seg_track image numbers to add to the training mix with their expert masks (e.g. 0,2,4,...,18); the others stay held out')
+    ap.add_argument('--degrade-p', type=float, default=None, help='train/export: probability of degradation augmentations per crop (default: 0.5 with --robust, else 0)')
+    ap.add_argument('--blur-share', type=float, default=0.55, help='train/export: fraction of the degraded crops that are blurred or drifted (default 0.55)')
     a = ap.parse_args()
     real = tuple(int(x) for x in a.real_train.split(',') if x.strip())
     if a.data: DATA = Path(a.data).resolve()
@@ -300,6 +304,8 @@ if __name__ == '__main__':
     os.environ.setdefault('OMP_NUM_THREADS', str(a.threads))
     if a.grow and not a.init: ap.error('--grow needs --init: the model whose encoder is deepened')
     if a.robust: CONDITIONS, DEGRADE_P = _robust_conditions, 0.5
+    if a.degrade_p is not None: DEGRADE_P = a.degrade_p
+    BLUR_SHARE = a.blur_share
     if a.stage == 'simulate':
         shard = tuple(int(x) for x in a.shard.split('/'))
         simulate(a.n_valid, a.seed + 1000, DATA/'valid', shard)
