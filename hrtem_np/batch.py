@@ -578,9 +578,15 @@ def _batch_figure(out_dir:Path, images:pd.DataFrame, particles:pd.DataFrame, opt
         fig = plt.figure(figsize=(w, w*0.66))
         axd = fig.subplot_mosaic([['a', 'a', 'b'], ['a', 'a', 'c'], ['a', 'a', 'd']], width_ratios=[1, 1, 1.15])
         plot_overlay(m, labels, own, ax=axd['a'])
-        axd['a'].set_title(f"{best['image']} — {len(own)} particles (1 of {len(done)} images)")
+        axd['a'].set_title(f"{best['image']}: {len(own)} particles (the image with the most)")
         plot_size_distribution(particles, ax=axd['b'])
         plot_shape(particles, ax=(axd['c'], axd['d']))
+        n_failed = int((images['status'] == 'failed').sum())
+        fig.suptitle(f"{len(particles)} particles from {len(done)} of {len(done) + n_failed} micrographs"
+                     + (f" ({n_failed} failed: see images.csv)" if n_failed else ''), fontsize='medium')
+        fig.draw_without_rendering()  # the final layout, then keep the histogram's legend clear of its bars
+        from hrtem_np.plots import _legend_clear_of_data
+        if axd['b'].get_legend() is not None: _legend_clear_of_data(axd['b'], axd['b'].get_legend())
     return fig
 
 # %% ../nbs/08_batch.ipynb

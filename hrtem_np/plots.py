@@ -22,8 +22,9 @@ from .io import atomic_write
 from .stats import column_unit, column_values, size_summary, SizeSummary
 
 # %% auto 0
-__all__ = ['COLUMN_WIDTH_IN', 'OKABE_ITO', 'FIGURE_FORMATS', 'publication_style', 'NmScaleBar', 'add_scale_bar', 'plot_overlay',
-           'plot_size_distribution', 'plot_compare', 'plot_shape', 'particle_gallery', 'summary_figure', 'save_figure']
+__all__ = ['COLUMN_WIDTH_IN', 'OKABE_ITO', 'FIT_REJECT_P', 'FIGURE_FORMATS', 'publication_style', 'NmScaleBar', 'add_scale_bar',
+           'plot_overlay', 'plot_size_distribution', 'plot_compare', 'plot_shape', 'particle_gallery', 'summary_figure',
+           'save_figure']
 
 # %% ../nbs/07_plots.ipynb
 COLUMN_WIDTH_IN = {'single': 3.35, 'double': 7.0}  # journal column widths in inches (85 mm, 178 mm)
@@ -230,19 +231,42 @@ def plot_overlay(micrograph, # a Micrograph (or 2-D array with `nm_per_px`)
     return ax.figure
 
 # %% ../nbs/07_plots.ipynb
+FIT_REJECT_P = 0.05  # a fit whose Lilliefors KS p-value is below this is drawn dotted and labelled as not describing the data
+
+def _renderer(fig):
+    "A renderer for measuring artists, whatever the canvas (widgets may give a bare FigureCanvasBase)."
+    try: return fig.canvas.get_renderer()
+    except AttributeError: return fig._get_renderer()
+
+def _data_boxes(ax)->list:
+    "Display-space bounding boxes of the bars and curves of `ax` (the data a legend must not cover)."
+    r = _renderer(ax.figure)
+    boxes = [p.get_window_extent(r) for p in ax.patches if p.get_height() > 0]
+    for ln in ax.lines:
+        xy = ax.transData.transform(np.column_stack(ln.get_data()))
+        boxes += [mpl.transforms.Bbox([p, p]) for p in xy[np.isfinite(xy).all(1)]]
+    return boxes
+
+def _legend_clear_of_data(ax, leg, max_tries:int=8):
+    "Raise the y limit until the legend covers no bar and no point of a curve (the legend stays top right)."
+    for _ in range(max_tries):
+        lb = leg.get_window_extent(_renderer(ax.figure))
+        if not any(lb.overlaps(b) for b in _data_boxes(ax)): return
+        lo, hi = ax.get_ylim(); ax.set_ylim(lo, hi*1.25)
+
 def plot_size_distribution(particles, # particle table, Series or 1-D array of values
                            column:str='diameter_nm', # column to plot
-                           fit:str|None='lognormal', # 'lognormal', 'normal', 'both', 'best' (lower AIC) or None
+                           fit:str|None='best', # 'best' (lower AIC), 'lognormal', 'normal', 'both' or None; a fit the KS test rejects is drawn dotted and labelled so
                            bins='auto', # number of bins, bin edges, or a numpy rule ('auto', 'fd', …)
                            summary:SizeSummary|None=None, # precomputed `size_summary` of the same data
                            exclude_edge:bool=True, # leave out particles with touches_edge == True
                            color:str='#56B4E9', # bar colour
                            ax=None, # axes to draw on (a new figure if None)
                           ):
-    "Histogram in the column's unit with the fitted distribution, N and mean ± SD annotated."
+    "Histogram in the column's unit with the fitted distribution (its KS p; a rejected fit dotted and labelled), N and mean ± SD."
     x = column_values(particles, column, exclude_edge, min_n=3)
     s = summary or size_summary(x, column, n_boot=200)
-    fams = {'both': ['normal', 'lognormal'], 'best': [s.best_fit], None: []}.get(fit, [fit])
+    fams = {'both': ['normal', 'lognormal'], 'best': [s.best_fit] if s.best_fit else [], None: []}.get(fit, [fit])
     if any(f not in ('normal', 'lognormal') for f in fams): raise ValueError(f"fit={fit!r}; use 'lognormal', 'normal', 'both', 'best' or None.")
     if ax is None: _, ax = plt.subplots()
     edges = np.histogram_bin_edges(x, bins)
@@ -255,11 +279,15 @@ def plot_size_distribution(particles, # particle table, Series or 1-D array of v
         f = getattr(s, fam)
         if f is None: raise ValueError(f"no {fam} fit for {column} (values ≤ 0?); use fit='normal'.")
         txt = f"median {f.median:.3g}{us}, σ = {f.sigma:.2g}" if fam == 'lognormal' else f"{f.mu:.3g} ± {f.sigma:.2g}{us}"
-        ax.plot(xs, f.pdf(xs)*len(x)*w.mean(), ls, color='k', label=f"{fam} fit\n{txt}")
+        rejected = f.ks_p < FIT_REJECT_P
+        gof = f"KS p = {f.ks_p:.2g}" + (f" < {FIT_REJECT_P:g}: rejected" if rejected else '') + (', lower AIC' if fam == s.best_fit and len(fams) > 1 else '')
+        ax.plot(xs, f.pdf(xs)*len(x)*w.mean(), ':' if rejected else ls, color='0.45' if rejected else 'k',
+                label=f"{fam} fit{' (does not describe the data)' if rejected else ''}\n{txt}\n{gof}", gid=f'fit_{fam}')
         curves[fam] = f.pdf((edges[:-1] + edges[1:])/2)*len(x)*w
         top = max(top, ax.lines[-1].get_ydata().max())
-    ax.legend(title=f"N = {len(x)}\nmean ± SD = {s.mean:.3g} ± {s.sd:.2g}{us}", loc='upper right', alignment='left')
-    ax.set_ylim(0, top*(1.3 + 0.3*len(fams)))  # head room for the legend
+    ax.set_ylim(0, top*1.15)
+    leg = ax.legend(title=f"N = {len(x)}\nmean ± SD = {s.mean:.3g} ± {s.sd:.2g}{us}", loc='upper right', alignment='left')
+    _legend_clear_of_data(ax, leg)
     ax.set_xlabel(_axis_label(column)); ax.set_ylabel('Number of particles')
     hist = pd.DataFrame({'bin_low': edges[:-1], 'bin_high': edges[1:], 'count': counts.astype(int)})
     _attach(ax.figure, 'histogram', hist.assign(**{f"{k}_fit_count": v for k, v in curves.items()}))
@@ -386,7 +414,7 @@ def summary_figure(result=None, # anything with .micrograph, .labels and .partic
                    particles:pd.DataFrame|None=None, # particle table (overrides result.particles)
                    column:str='diameter_nm', # size column of the histogram
                    color_by:str|None='auto', # outline colouring; 'auto' → 'crystalline' when the table has it
-                   fit:str='lognormal', # fitted curve on the histogram (see `plot_size_distribution`)
+                   fit:str='best', # fitted curve on the histogram: the lower-AIC family (see `plot_size_distribution`)
                    width:str='double', # 'single' or 'double' journal column
                   ):
     "Multi-panel publication figure: micrograph with outlines, size histogram with fit, shape panels."
@@ -400,6 +428,8 @@ def summary_figure(result=None, # anything with .micrograph, .labels and .partic
         plot_size_distribution(df, column, fit=fit, ax=axd['b'])
         plot_shape(df, ax=(axd['c'], axd['d']))
         for k, ax in axd.items(): _panel_letter(ax, k, 0.0 if k == 'a' else -0.15)
+        fig.draw_without_rendering()  # the final layout, then keep the histogram's legend clear of its bars again
+        if axd['b'].get_legend() is not None: _legend_clear_of_data(axd['b'], axd['b'].get_legend())
     return fig
 
 # %% ../nbs/07_plots.ipynb
