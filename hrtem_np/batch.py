@@ -13,8 +13,8 @@ from .io import Micrograph, CalibrationError, load_micrograph, as_micrograph, sa
 from .corrections import CORRECTIONS_FILE, CorrectionsError, apply_corrections_file
 
 # %% auto 0
-__all__ = ['MIN_CONFIDENCE', 'CALIBRATION_RTOL', 'IMAGE_COLUMNS', 'find_micrographs', 'environment_info', 'analysis_options',
-           'Analysis', 'analyze', 'BatchResult', 'BatchError', 'read_calibration', 'analyze_folder']
+__all__ = ['MIN_CONFIDENCE', 'CALIBRATION_RTOL', 'IMAGE_COLUMNS', 'MAX_OVERLAY_PX', 'find_micrographs', 'environment_info',
+           'analysis_options', 'Analysis', 'analyze', 'BatchResult', 'BatchError', 'read_calibration', 'analyze_folder']
 
 # %% ../nbs/08_batch.ipynb
 def _expand(folder_or_paths, pattern:str='*', recursive:bool=False):
@@ -311,12 +311,19 @@ def _read_json(path):
     except (OSError, ValueError): return None
 
 # %% ../nbs/08_batch.ipynb
+MAX_OVERLAY_PX = 4096  # overlay.png is drawn at the micrograph's own resolution up to this long side (px), then scaled
+
 def _save_overlay(m:Micrograph, labels:np.ndarray, parts:pd.DataFrame, path, excluded=None):
-    "Write the particle outlines over the micrograph as a PNG (excluded regions hatched, a scale bar used for calibration outlined)."
-    import matplotlib.pyplot as plt
+    "Write the outlines over the micrograph as a PNG pixel for pixel (no margins; excluded regions hatched, a calibrating bar outlined)."
+    import matplotlib as mpl, matplotlib.pyplot as plt
     from hrtem_np.plots import plot_overlay, save_figure
-    fig = plot_overlay(m, labels, parts, excluded=excluded)
-    try: save_figure(fig, path, dpi=150, data=False, overwrite=True)
+    h, w = m.shape
+    scale = min(1.0, MAX_OVERLAY_PX / max(h, w))
+    dpi = max(72.0, max(h, w) * scale / 8)  # an 8-inch figure: labels and the scale bar stay legible at any size
+    fig = plt.figure(figsize=(w * scale / dpi, h * scale / dpi), dpi=dpi)
+    plot_overlay(m, labels, parts, excluded=excluded, ax=fig.add_axes((0, 0, 1, 1)))
+    try:
+        with mpl.rc_context({'savefig.bbox': 'standard'}): save_figure(fig, path, dpi=dpi, data=False, overwrite=True)
     finally: plt.close(fig)
 
 def _save_image(path, m:Micrograph, arr:np.ndarray, what:str, dtype=None):
