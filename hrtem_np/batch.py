@@ -543,7 +543,9 @@ def _done(images:pd.DataFrame)->pd.DataFrame:
 def _read_particles(path)->pd.DataFrame:
     "A per-image particles.csv, with text columns kept as text (hkl '020' must not become the number 20)."
     cols = pd.read_csv(path, nrows=0).columns
-    return pd.read_csv(path, dtype={c: str for c in cols if c.startswith('hkl') or c in ('image', 'zone_axis', 'reason')})
+    df = pd.read_csv(path, dtype={c: str for c in cols if c.startswith('hkl') or c in ('image', 'zone_axis', 'reason', 'flag_reason')})
+    if 'flag_reason' in df: df['flag_reason'] = df['flag_reason'].fillna('')  # '' (not flagged) is read back as ''
+    return df
 
 def _result_file(out_dir:Path, row, raw_name:str)->Path:
     "The image's corrected file (particles_corrected.csv, labels_corrected.tif) when it was corrected, else the raw one."

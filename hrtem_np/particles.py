@@ -43,12 +43,13 @@ PARTICLE_COLUMNS = {
     'was_split': 'True when the particle was cut out of a larger object by split_particles',
     'n_holes': 'holes (enclosed background regions) the segmentation left inside the particle; they were filled',
     'flagged': 'True when a quality rule fails: solidity < min_solidity, n_holes > max_holes, or (edge="flag") touches_edge',
+    'flag_reason': 'why the particle is flagged, each failed rule with its value (e.g. "solidity 0.71 < 0.8; 3 holes > 2"); empty when not flagged',
 }
-_INT_COLUMNS, _BOOL_COLUMNS = ('label', 'n_holes'), ('touches_edge', 'was_split', 'flagged')
+_INT_COLUMNS, _BOOL_COLUMNS, _TEXT_COLUMNS = ('label', 'n_holes'), ('touches_edge', 'was_split', 'flagged'), ('flag_reason',)
 
 def empty_particle_table()->pd.DataFrame:
     "A particle table with no rows and every column of `PARTICLE_COLUMNS` in its dtype."
-    dt = lambda c: 'int64' if c in _INT_COLUMNS else 'bool' if c in _BOOL_COLUMNS else 'float64'
+    dt = lambda c: 'int64' if c in _INT_COLUMNS else 'bool' if c in _BOOL_COLUMNS else 'object' if c in _TEXT_COLUMNS else 'float64'
     return pd.DataFrame({c: pd.Series(dtype=dt(c)) for c in PARTICLE_COLUMNS})
 
 # %% ../nbs/03_particles.ipynb
@@ -308,6 +309,8 @@ def _split_flags(was_split, present:np.ndarray)->np.ndarray:
     return np.isin(present, np.fromiter(was_split, np.int64))
 
 # %% ../nbs/03_particles.ipynb
+def _reasons(*parts)->str: return '; '.join(p for p in parts if p)
+
 def _table(pm:dict, nm_per_px:float, element, was_split, n_holes, min_solidity, max_holes)->pd.DataFrame:
     "The particle table from pixel measurements."
     s, A = nm_per_px, pm['area']
@@ -326,7 +329,10 @@ def _table(pm:dict, nm_per_px:float, element, was_split, n_holes, min_solidity, 
              orientation_deg=np.degrees(0.5*np.arctan2(-2*vrc, vcc - vrr)),
              mean_intensity=pm['mean_intensity'], confidence=pm['confidence'], n_atoms_est=n_atoms_fcc(d_px*s + 2*EDGE_INSET_NM, element),
              touches_edge=pm['touches_edge'], was_split=np.asarray(was_split, bool),
-             n_holes=np.asarray(n_holes, np.int64), flagged=(solidity < min_solidity) | (np.asarray(n_holes) > max_holes))
+             n_holes=np.asarray(n_holes, np.int64), flagged=(solidity < min_solidity) | (np.asarray(n_holes) > max_holes),
+             flag_reason=[_reasons(('solidity {:.2f} < {:g}'.format(v, min_solidity) if v < min_solidity else ''),
+                                   ('{} holes > {}'.format(h, max_holes) if h > max_holes else ''))
+                          for v, h in zip(solidity, np.asarray(n_holes))])
     t['orientation_deg'] = np.where(t['orientation_deg'] <= -90, t['orientation_deg'] + 180, t['orientation_deg'])
     return pd.DataFrame(t, columns=list(PARTICLE_COLUMNS))
 
@@ -535,7 +541,10 @@ def select_particles(labels:np.ndarray, # int label image the table was measured
     keep = ~(small | unsure | at_edge)
     out = table[keep].sort_values('label').reset_index(drop=True)
     out.attrs['dropped'] = dict(too_small=int(small.sum()), low_confidence=int(unsure.sum()), edge=int(at_edge.sum()))
-    if edge == 'flag': out['flagged'] = out['flagged'] | out['touches_edge']
+    if edge == 'flag':
+        out['flag_reason'] = [_reasons(r, 'touches the image border or an excluded region' if e else '')
+                              for r, e in zip(out['flag_reason'], out['touches_edge'])]
+        out['flagged'] = out['flagged'] | out['touches_edge']
     kept, top = out['label'].to_numpy(), int(labels.max(initial=0))
     if top <= 4*labels.size:                                  # look-up table (labels are usually ≤ the pixel count)
         lut = np.zeros(top + 1, np.int32); lut[kept[kept <= top]] = np.arange(1, (kept <= top).sum() + 1)
