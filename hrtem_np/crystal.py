@@ -17,10 +17,11 @@ from matplotlib.patches import Circle
 from .io import Micrograph, as_micrograph
 
 # %% auto 0
-__all__ = ['FCC_A_NM', 'CUBIC_A_NM', 'allowed_hkl', 'LatticeReference', 'lattice_reference', 'alloy_reference', 'vegard_fraction',
-           'fringe_pattern', 'zone_fringes', 'Diffractogram', 'diffractogram', 'find_reflections', 'Indexing',
-           'index_reflections', 'lattice_spacings', 'particle_reflections', 'LatticeCalibration',
-           'calibrate_from_lattice', 'plot_diffractogram']
+__all__ = ['FCC_A_NM', 'CUBIC_A_NM', 'CARBON_D_NM', 'JPEG_BLOCK_PX', 'MAX_ELONGATION', 'allowed_hkl', 'LatticeReference',
+           'lattice_reference', 'alloy_reference', 'vegard_fraction', 'fringe_pattern', 'zone_fringes', 'Diffractogram',
+           'diffractogram', 'find_reflections', 'Indexing', 'index_reflections', 'reflection_artefact',
+           'lattice_spacings', 'particle_reflections', 'LatticeCalibration', 'calibrate_from_lattice',
+           'plot_diffractogram']
 
 # %% ../nbs/04_crystal.ipynb
 FCC_A_NM = {'Au': 0.40782, 'Ag': 0.40853, 'Pt': 0.39242, 'Pd': 0.38907, 'Cu': 0.36149}  # fcc metals, a in nm at room temperature
@@ -292,7 +293,24 @@ def _drop_sidelobes(cands, zoom):
     return kept
 
 # %% ../nbs/04_crystal.ipynb
-_REFL_COLS = ['d_nm', 'q_inv_nm', 'azimuth_deg', 'snr', 'qx_inv_nm', 'qy_inv_nm']
+_REFL_COLS = ['d_nm', 'q_inv_nm', 'azimuth_deg', 'snr', 'qx_inv_nm', 'qy_inv_nm', 'elongation']
+
+def _half_width(P, y, x, direction, reach):
+    "Mean distance (bins) from the peak at (y, x) to where the power first falls to half, along ±`direction`."
+    steps = np.arange(0.5, reach + 0.25, 0.5)
+    peak, out = P[int(round(y)), int(round(x))], []
+    for sgn in (1, -1):
+        pts = np.array([y, x], float)[:, None] + sgn*np.asarray(direction, float)[:, None]*steps
+        prof = ndi.map_coordinates(P, pts, order=1, mode='nearest')
+        below = np.flatnonzero(prof < peak/2)
+        out.append(steps[below[0]] if len(below) else reach)
+    return float(np.mean(out))
+
+def _elongation(P, y, x, c, zoom):
+    "Radial ÷ tangential half-width of a peak: about 1 for a lattice spot, large for the streak of a straight edge (it runs through the origin)."
+    v = np.array([y - c, x - c], float); u = v/np.hypot(*v)
+    reach = 12*zoom
+    return _half_width(P, y, x, u, reach) / max(_half_width(P, y, x, (-u[1], u[0]), reach), 0.5)
 
 def find_reflections(dg:Diffractogram, # from `diffractogram`
                      min_snr:float=25.0, # a peak must exceed the noise floor at its radius this many times
@@ -321,8 +339,9 @@ def find_reflections(dg:Diffractogram, # from `diffractogram`
     for y, x, _ in kept[:max_reflections]:
         fy, fx = _refine(P, y + c, x + c)
         qy, qx = (fy - c)*s, (fx - c)*s
+        el = _elongation(P, fy, fx, c, zoom)
         q = math.hypot(qx, qy)
-        rows.append((1/q, q, math.degrees(math.atan2(qy, qx)) % 180, float(snr[y + h, x + c]), qx, qy))
+        rows.append((1/q, q, math.degrees(math.atan2(qy, qx)) % 180, float(snr[y + h, x + c]), qx, qy, el))
     return pd.DataFrame(rows, columns=_REFL_COLS)
 
 # %% ../nbs/04_crystal.ipynb
@@ -431,6 +450,23 @@ def _acute(a1, a2):
     return min(phi, 180 - phi)
 
 # %% ../nbs/04_crystal.ipynb
+CARBON_D_NM = (0.32, 0.37)  # graphitic carbon fringes: graphite (002) 0.335 nm, turbostratic layers up to ≈ 0.37 nm
+JPEG_BLOCK_PX = 8  # JPEG compresses 8×8-px blocks: their edges give reflections at d = 8·nm_per_px/k along the image axes
+MAX_ELONGATION = 3.0  # a peak more than 3× longer radially than across is the streak of a straight edge, not a lattice spot
+
+def reflection_artefact(d_nm:float, # spacing, nm
+                        azimuth_deg:float, # direction of g, degrees
+                        elongation:float, # radial ÷ tangential width of the peak (`find_reflections`)
+                        nm_per_px:float, # pixel size, nm
+                        tol:float=0.02, # relative tolerance on the JPEG block harmonics
+                       )->str:
+    "Why a reflection is not a metal lattice fringe ('graphitic carbon', 'JPEG 8-px block', 'edge streak'), or '' when it may be one."
+    if CARBON_D_NM[0] <= d_nm <= CARBON_D_NM[1]: return 'graphitic carbon'
+    if min(azimuth_deg % 90, 90 - azimuth_deg % 90) <= 3 and any(
+            abs(d_nm/(JPEG_BLOCK_PX*nm_per_px/k) - 1) <= tol for k in range(1, JPEG_BLOCK_PX//2 + 1)): return 'JPEG 8-px block'
+    if elongation > MAX_ELONGATION: return 'edge streak'
+    return ''
+
 def _particle_result(m, labels, lab, bbox, ref, alloy, o):
     "(summary dict, indexed reflection table) for one particle; `o` holds the options of `lattice_spacings`."
     row = {'label': int(lab), 'd_min_nm': 2*m.nm_per_px}
@@ -447,15 +483,25 @@ def _particle_result(m, labels, lab, bbox, ref, alloy, o):
     if size_px < o['min_size_px']:
         return row | {'reason': f"too small: {size_px:.1f} px across (< min_size_px = {o['min_size_px']})"}, None
     refl = find_reflections(dg, o['min_snr'], o['d_max_nm'])
+    why = [reflection_artefact(d, a, e, m.nm_per_px) for d, a, e in zip(refl.d_nm, refl.azimuth_deg, refl.elongation)]
+    bad = np.array([bool(w) for w in why], bool)
+    if bad.any():
+        row['rejected'] = '; '.join(f"{d:.3f} nm {w}" for d, w in zip(refl.d_nm[bad], np.array(why, object)[bad]))
+    row['n_rejected'] = int(bad.sum())
+    refl = refl[~bad].reset_index(drop=True)
     row |= {'crystalline': len(refl) > 0, 'n_reflections': len(refl)}
     if not len(refl):
-        return row | {'reason': f"no reflection above snr {o['min_snr']:g} between {2*m.nm_per_px:.3f} and {o['d_max_nm']} nm"}, refl
+        return row | {'reason': f"no reflection above snr {o['min_snr']:g} between {2*m.nm_per_px:.3f} and {o['d_max_nm']} nm"
+                                + (f" (rejected: {row['rejected']})" if bad.any() else '')}, refl
     k = o['max_reflections']
     row |= {f'd{i+1}_nm': d for i, d in enumerate(refl.d_nm[:k])} | {'peak_snr': refl.snr.iloc[0]}
     if len(refl) > 1: row['angle_deg'] = _acute(refl.azimuth_deg.iloc[0], refl.azimuth_deg.iloc[1])
     if ref is None: return row, refl
     ix = index_reflections(refl.iloc[:k], ref, o['tol_pct'])   # index the strongest k: weak peaks are the least reliable
     row |= {f'hkl{i+1}': h for i, h in enumerate(ix.reflections.hkl[:k])}
+    if ix.reflections.hkl.isna().all():  # fringes, but none of the stated metal's lattice: not called crystalline
+        row['crystalline'] = False
+        row['reason'] = f"{len(refl)} reflection(s) (d1 = {refl.d_nm.iloc[0]:.3f} nm), none indexes to {ref.name} within {o['tol_pct']:.3g} %"
     row |= {'lattice_a_nm': ix.lattice_a_nm, 'multi_domain': ix.multi_domain, 'zone_axis': ix.zone_axis}
     if alloy: row['vegard_x'] = vegard_fraction(ix.lattice_a_nm, *alloy)
     else: row['strain_pct'] = ix.strain_pct
@@ -463,7 +509,7 @@ def _particle_result(m, labels, lab, bbox, ref, alloy, o):
 
 # %% ../nbs/04_crystal.ipynb
 def _columns(k, ref, alloy):
-    cols = ['label', 'crystalline', 'n_reflections'] + [f'd{i+1}_nm' for i in range(k)] + ['angle_deg', 'peak_snr']
+    cols = ['label', 'crystalline', 'n_reflections', 'n_rejected', 'rejected'] + [f'd{i+1}_nm' for i in range(k)] + ['angle_deg', 'peak_snr']
     if ref is not None:
         cols += [f'hkl{i+1}' for i in range(k)] + ['lattice_a_nm', 'vegard_x' if alloy else 'strain_pct', 'multi_domain', 'zone_axis']
     return cols + ['fft_bin_inv_nm', 'd_min_nm', 'reason']
@@ -500,8 +546,9 @@ def lattice_spacings(micrograph:Micrograph|np.ndarray, # the image (a `Micrograp
     ref, alloy, _ = _reference_for(element, tol_pct)
     df = pd.DataFrame(rows, columns=_columns(max_reflections, ref, alloy))
     df['crystalline'] = df.crystalline.astype('boolean'); df['n_reflections'] = df.n_reflections.astype('Int64')
+    df['n_rejected'] = df.n_rejected.astype('Int64')
     if 'multi_domain' in df: df['multi_domain'] = df.multi_domain.astype('boolean')
-    for c in [c for c in df if c.startswith('hkl') or c in ('zone_axis', 'reason')]:
+    for c in [c for c in df if c.startswith('hkl') or c in ('zone_axis', 'reason', 'rejected')]:
         df[c] = df[c].astype(object).where(df[c].notna(), None)   # text columns: None when empty
     return df
 

@@ -18,7 +18,7 @@ from .io import Micrograph
 # %% auto 0
 __all__ = ['ELEMENTS', 'EDGE_INSET_NM', 'SHAPES', 'TRUTH_COLUMNS', 'electron_wavelength_nm', 'interaction_constant',
            'scherzer_defocus_nm', 'transfer_function', 'scattering_factor', 'projected_potential', 'amorphous_carbon',
-           'simulate_micrograph', 'random_conditions', 'make_dataset']
+           'graphitic_carbon', 'simulate_micrograph', 'random_conditions', 'make_dataset']
 
 # %% ../nbs/01_synth.ipynb
 ELEMENTS = {  # symbol: atomic number, fcc lattice constant (nm), Debye–Waller B (Å²)
@@ -203,6 +203,34 @@ def _carbon_film(box_yx_nm, thickness_nm, rng, layer_nm=1.0):
         m = (xy[:, 0] >= 0) & (xy[:, 0] < Lx) & (xy[:, 1] >= 0) & (xy[:, 1] < Ly) & (z < thickness_nm)
         out.append(np.column_stack([xy[m], -z[m]]))
     return np.vstack(out) if out else np.empty((0, 3))
+
+# %% ../nbs/01_synth.ipynb
+def graphitic_carbon(fraction:float=0.3, # about this fraction of the field is covered by graphitic stacks
+                     layers:tuple=(3, 8), # layers per stack (range)
+                     length_nm:tuple=(2.0, 6.0), # length of the layers (range), nm
+                     depth_nm:tuple=(0.5, 1.5), # extent of the layers along the beam (range), nm (within the film)
+                     spacing_nm:tuple=(0.335, 0.36), # interlayer spacing (range), nm
+                     bend:float=0.05, # largest curvature of a layer, 1/nm
+                    ):
+    "A `carbon=` model for `simulate_micrograph`: the amorphous film plus edge-on turbostratic graphite stacks (0.335–0.36 nm fringes)."
+    def carbon(box_yx_nm, thickness_nm, rng, outlines_xy_nm):
+        film = _carbon_film(box_yx_nm, thickness_nm, rng)
+        Ly, Lx = box_yx_nm
+        stacks, covered = [film], 0.0
+        while covered < fraction*Lx*Ly:
+            n, L = int(rng.integers(layers[0], layers[1] + 1)), rng.uniform(*length_nm)
+            d, D = rng.uniform(*spacing_nm), min(rng.uniform(*depth_nm), max(thickness_nm, 0.5))
+            th, k = rng.uniform(0, np.pi), rng.uniform(-bend, bend)
+            x0, y0 = rng.uniform(0, Lx), rng.uniform(0, Ly)
+            u = np.arange(-L/2, L/2, 0.142)                            # along a layer
+            z = -np.arange(0.0, D, 0.142)                               # through its depth
+            for j in range(n):
+                v = (j - (n - 1)/2)*d + k*u**2                          # across the stack, bent
+                xy = np.c_[x0 + u*np.cos(th) - v*np.sin(th), y0 + u*np.sin(th) + v*np.cos(th)] % [Lx, Ly]
+                stacks.append(np.c_[np.repeat(xy, len(z), 0), np.tile(z, len(xy))])
+            covered += L*n*d
+        return np.vstack(stacks)
+    return carbon
 
 # %% ../nbs/01_synth.ipynb
 def _n_oct(L, c): return L*(2*L*L+1)//3 - c*(c+1)*(2*c+1)   # atoms in an octahedron of edge L with c layers cut at each vertex
