@@ -13,8 +13,9 @@ from .io import Micrograph, CalibrationError, load_micrograph, as_micrograph, sa
 from .corrections import CORRECTIONS_FILE, CorrectionsError, apply_corrections_file
 
 # %% auto 0
-__all__ = ['MIN_CONFIDENCE', 'CALIBRATION_RTOL', 'IMAGE_COLUMNS', 'MAX_OVERLAY_PX', 'find_micrographs', 'environment_info',
-           'analysis_options', 'Analysis', 'analyze', 'BatchResult', 'BatchError', 'read_calibration', 'analyze_folder']
+__all__ = ['MIN_CONFIDENCE', 'CALIBRATION_RTOL', 'IMAGE_COLUMNS', 'MAX_OVERLAY_PX', 'XLSX_SIGNIFICANT', 'find_micrographs',
+           'environment_info', 'analysis_options', 'Analysis', 'analyze', 'BatchResult', 'BatchError',
+           'read_calibration', 'analyze_folder']
 
 # %% ../nbs/08_batch.ipynb
 def _expand(folder_or_paths, pattern:str='*', recursive:bool=False):
@@ -510,7 +511,20 @@ def _run_tasks(tasks:list, # (path, name, key, out_dir, opts) per input
         for i, t in enumerate(tasks): yield i, _analyze_file(*t, model=model, **kw)
 
 # %% ../nbs/08_batch.ipynb
-_TABLES = ('particles.csv', 'images.csv', 'summary.xlsx', 'provenance.json', 'particles.parquet', 'summary.png')
+_TABLES = ('particles.csv', 'images.csv', 'summary.xlsx', 'provenance.json', 'particles.parquet', 'summary.png', 'summary.svg',
+           'summary.pdf')
+XLSX_SIGNIFICANT = 4  # the xlsx shows floats to this many significant digits (the CSV files keep full precision)
+
+def _rounded(df:pd.DataFrame, digits:int=XLSX_SIGNIFICANT)->pd.DataFrame:
+    "`df` with every float column rounded to `digits` significant digits (for reading, not for computing)."
+    out = df.copy()
+    for c in out.select_dtypes('float').columns:
+        v = out[c].to_numpy(float)
+        with np.errstate(divide='ignore', invalid='ignore'):
+            mag = np.where(np.isfinite(v) & (v != 0), np.floor(np.log10(np.abs(v))), 0)
+            f = 10.0**(digits - 1 - mag)
+            out[c] = np.where(np.isfinite(v), np.round(v*f)/f, v)
+    return out
 
 def _options_diff(old:dict, new:dict)->str:
     "'key: old → new' for each option that differs."
@@ -611,9 +625,9 @@ def _write_tables(out_dir:Path, images:pd.DataFrame, particles:pd.DataFrame, pro
                                       'created': prov['created']}.items()], columns=['key', 'value'])
     def xlsx(p):
         with pd.ExcelWriter(p, engine='openpyxl') as w:
-            if len(particles) < 1_048_000: particles.to_excel(w, sheet_name='particles', index=False)
+            if len(particles) < 1_048_000: _rounded(particles).to_excel(w, sheet_name='particles', index=False)
             images.to_excel(w, sheet_name='images', index=False)
-            stats.to_excel(w, sheet_name='statistics', index=False)
+            _rounded(stats).to_excel(w, sheet_name='statistics', index=False)
             flat.to_excel(w, sheet_name='provenance', index=False)
     atomic_write(files['xlsx'], xlsx, overwrite=True)
     if parquet:
@@ -816,7 +830,8 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
             import matplotlib.pyplot as plt
             from hrtem_np.plots import save_figure
             fig = _batch_figure(out_dir, images, particles, opts)
-            figs['figure'] = save_figure(fig, out_dir/'summary.png', dpi=200, data=False, overwrite=True)[0]
+            paths = save_figure(fig, out_dir/'summary', dpi=200, formats=('png', 'svg', 'pdf'), data=False, overwrite=True)
+            figs.update(figure=paths[0], figure_svg=paths[1], figure_pdf=paths[2])  # raster for a glance, vector for the paper
             plt.close(fig)
         except Exception as e: prov['figure_note'] = f"summary figure not drawn ({type(e).__name__}: {e})"
     res = BatchResult(out_dir, images, particles, _write_tables(out_dir, images, particles, prov, parquet, figs), prov)
