@@ -294,7 +294,7 @@ def analyze(source, # a micrograph file, a `Micrograph`, or a 2-D array (then nm
 
 # %% ../nbs/08_batch.ipynb
 IMAGE_COLUMNS = ['image', 'status', 'error', 'note', 'corrected', 'corrections_note', 'n_particles', 'n_too_small',
-                 'n_low_confidence', 'n_edge_excluded', 'excluded_fraction', 'nm_per_px',
+                 'n_low_confidence', 'n_edge_excluded', 'n_found', 'excluded_fraction', 'nm_per_px',
                  'calibration_source', 'height_px', 'width_px', 'load_s', 'segment_s', 'measure_s', 'crystal_s', 'write_s',
                  'total_s', 'sha256', 'size_bytes', 'corrections_sha256', 'options_key', 'output_dir',
                  'path']  # columns of images.csv, in order
@@ -439,7 +439,8 @@ def _analyze_file(path, # input file
                                        _write_image_outputs(d, m, mask, labels, parts, name, overlays, excluded)]))
         dropped = t.pop('dropped', {})
         row.update(t, status='ok', n_particles=len(parts), note=note, n_too_small=dropped.get('too_small'),
-                   n_low_confidence=dropped.get('low_confidence'), n_edge_excluded=dropped.get('edge'))
+                   n_low_confidence=dropped.get('low_confidence'), n_edge_excluded=dropped.get('edge'),
+                   n_found=len(parts) + sum(dropped.values()))  # found = kept + too small + low confidence + at the edge
         row.update(_apply_image_corrections(d, name, lambda: (m, mask, labels, parts)), write_s=time.perf_counter() - t1)
     except Exception as e:
         row['error'] = f"{type(e).__name__}: {e}"
@@ -576,14 +577,26 @@ def _gather_particles(out_dir:Path, images:pd.DataFrame)->pd.DataFrame:
     t = empty_particle_table(); t.insert(0, 'image', pd.Series(dtype=str))
     return t
 
-def _statistics(particles:pd.DataFrame)->pd.DataFrame:
-    "Size statistics per image and pooled (`size_summary(..., by='image')`), or a one-line note why not."
+_COUNTS = ['n_found', 'n_too_small', 'n_low_confidence', 'n_edge_excluded']  # what analysis found and dropped, per image
+
+def _statistics(particles:pd.DataFrame, images:pd.DataFrame|None=None)->pd.DataFrame:
+    "Size statistics per image and pooled (`size_summary(..., by='image')`), with every count named, or a one-line note why not."
     from hrtem_np.stats import size_summary
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            return size_summary(particles, by='image', n_boot=1000).to_frame().rename_axis('image').reset_index()
+            st = size_summary(particles, by='image', n_boot=1000).to_frame().rename_axis('image').reset_index()
     except ValueError as e: return pd.DataFrame({'note': [f"no statistics: {e}"]})
+    if images is None or not len(st): return st
+    # the counts agree with images.csv: particles found = kept + dropped (too small, low confidence, at the edge)
+    st = st.rename(columns={'n_edge_excluded': 'n_edge_in_table'})   # kept (edge='flag'/'keep') but left out of these statistics
+    cnt = images.set_index('image')[_COUNTS].apply(pd.to_numeric, errors='coerce').fillna(0).astype(int)
+    per = st['image'] != 'pooled'
+    for c in _COUNTS:
+        st.loc[per, c] = st.loc[per, 'image'].map(cnt[c]).fillna(0).astype(int)
+        st.loc[~per, c] = int(cnt.loc[cnt.index.isin(st.loc[per, 'image']), c].sum())
+    st['n_edge_excluded'] = st['n_edge_excluded'] + st['n_edge_in_table']
+    return st.astype({c: int for c in _COUNTS})
 
 # %% ../nbs/08_batch.ipynb
 def _batch_figure(out_dir:Path, images:pd.DataFrame, particles:pd.DataFrame, opts:dict):
@@ -619,7 +632,7 @@ def _write_tables(out_dir:Path, images:pd.DataFrame, particles:pd.DataFrame, pro
              'xlsx': out_dir/'summary.xlsx', 'provenance': out_dir/'provenance.json'}
     atomic_write(files['images'], lambda p: images.to_csv(p, index=False), overwrite=True)
     atomic_write(files['particles'], lambda p: particles.to_csv(p, index=False), overwrite=True)
-    stats = _statistics(particles)
+    stats = _statistics(particles, images)
     flat = pd.DataFrame([(k, json.dumps(v, default=str) if isinstance(v, (dict, list)) else v)
                          for k, v in {**prov['environment'], **prov['options'], 'model_card': prov['model'],
                                       'created': prov['created']}.items()], columns=['key', 'value'])
