@@ -150,6 +150,7 @@ def _run_pipeline(m:Micrograph, # calibrated micrograph
                   model, # 'classical' or a Segmenter (from `_resolve_model`)
                   opts:dict, # from `analysis_options` (with `ignore` for one file)
                   ignore=None, # ignore region: boolean mask, mask file or (x, y, w, h) rectangles; None = opts['ignore']
+                  progress:bool=False, # a progress bar over the segmentation's tiles (large micrographs)
                  )->tuple:
     "(mask, labels, particles, timings in s, excluded-pixel mask) of one micrograph."
     from hrtem_np.segment import segment, segment_classical
@@ -160,7 +161,7 @@ def _run_pipeline(m:Micrograph, # calibrated micrograph
     if opts.get('annotations', 'auto') == 'auto': excluded |= find_annotations(m.image)
     ms = replace(m, image=fill_excluded(m.image, excluded)) if excluded.any() else m  # the network sees background there
     if isinstance(model, str) and model == 'classical': mask, proba = segment_classical(ms), None
-    else: mask, proba = segment(ms, model=model, tta=opts['tta'], threshold=opts.get('threshold'), return_proba=True)
+    else: mask, proba = segment(ms, model=model, tta=opts['tta'], threshold=opts.get('threshold'), return_proba=True, progress=progress)
     if excluded.any(): mask = mask & ~excluded
     t['segment_s'] = time.perf_counter() - t0; t0 = time.perf_counter()
     labels, parts = particles_from_mask(mask, m.nm_per_px, image=m.image, element=opts['element'],
@@ -269,16 +270,20 @@ def analyze(source, # a micrograph file, a `Micrograph`, or a 2-D array (then nm
             nm_per_px:float|None=None, # pixel size in nm; overrides the file's calibration
             element:str|None=None, # particle metal ('Au', 'Pt', 'Ag', 'Pd', 'Cu'), for atom counts and hkl; None = 'Au'
             ignore=None, # regions not to analyse: boolean mask, mask image file (non-zero = ignore) or (x, y, w, h) rectangles in px
+            progress:bool=True, # a progress bar over the segmentation's tiles, for micrographs large enough to need several batches
             **options, # further `analysis_options`: crystal, tta, min_diameter_nm, edge, method, annotations, scale_bar_nm, …
            )->Analysis:
     "Load, segment, split and measure one micrograph (and its lattice spacings with `crystal=True`)."
     t0 = time.perf_counter()
     seg, card = _resolve_model(model)
+    t_model = time.perf_counter() - t0  # timed apart: loading the model is not loading the file
     opts = analysis_options(card, nm_per_px=nm_per_px, element=element, **options)
     if ignore is not None and not isinstance(ignore, np.ndarray): opts['ignore'] = _ignore_spec(ignore)
+    t1 = time.perf_counter()
     m = _load(source, opts)
-    t_load = time.perf_counter() - t0
-    mask, labels, parts, t, excluded = _run_pipeline(m, seg, opts, ignore=ignore if isinstance(ignore, np.ndarray) else None)
+    t_load = time.perf_counter() - t1
+    mask, labels, parts, t, excluded = _run_pipeline(m, seg, opts, ignore=ignore if isinstance(ignore, np.ndarray) else None,
+                                                     progress=progress)
     inp = {'path': m.source, 'sha256': file_sha256(m.source), 'size_bytes': Path(m.source).stat().st_size} \
           if m.source and Path(m.source).is_file() else {'path': None, 'sha256': None}
     inp.update(nm_per_px=m.nm_per_px, calibration_source=m.calibration_source)
@@ -286,7 +291,7 @@ def analyze(source, # a micrograph file, a `Micrograph`, or a 2-D array (then nm
         if k in m.metadata: inp[k] = m.metadata[k]
     if isinstance(ignore, np.ndarray): inp['ignore'] = f'boolean mask given as an array ({int(np.asarray(ignore, bool).sum())} px)'
     dropped = t.pop('dropped', {})
-    timings = {'load_s': t_load, **t, 'total_s': time.perf_counter() - t0}
+    timings = {'model_load_s': t_model, 'load_s': t_load, **t, 'total_s': time.perf_counter() - t0}
     prov = dict(created=time.strftime('%Y-%m-%dT%H:%M:%S%z'), environment=environment_info(), model=card,
                 options=opts, options_key=_options_key(opts), input=inp, timings_s=timings,
                 counts=dict(kept=len(parts), dropped=dropped))
@@ -417,6 +422,7 @@ def _analyze_file(path, # input file
                   resume:bool=True, # reuse an earlier result of the same file and options
                   overwrite:bool=False, # replace an earlier result of a different file version
                   overlays:bool=True, # write overlay.png
+                  progress:bool=False, # a progress bar over the tiles of a large micrograph (serial runs)
                  )->dict:
     "Analyse one file into out_dir/images/<key>/ and return its `images.csv` row; a bad input gives status 'failed'."
     t0, path, d = time.perf_counter(), Path(path), Path(out_dir)/'images'/key
@@ -433,7 +439,7 @@ def _analyze_file(path, # input file
         m = _load(path, opts)
         row.update(load_s=time.perf_counter() - t0, nm_per_px=m.nm_per_px, calibration_source=m.calibration_source,
                    height_px=m.shape[0], width_px=m.shape[1])
-        mask, labels, parts, t, excluded = _run_pipeline(m, model, opts)
+        mask, labels, parts, t, excluded = _run_pipeline(m, model, opts, progress=progress)
         t1 = time.perf_counter()
         note = '; '.join(filter(None, [m.metadata.get('calibration_note', ''),
                                        _write_image_outputs(d, m, mask, labels, parts, name, overlays, excluded)]))
@@ -801,7 +807,9 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
     if parquet:  # fail now, not after the batch
         try: import pyarrow  # noqa: F401
         except ImportError: raise ImportError("parquet=True needs pyarrow. Fix: pip install pyarrow, or leave parquet=False.") from None
+    t_model = time.perf_counter()
     seg, card = _resolve_model(model)
+    t_model = time.perf_counter() - t_model
     opts = analysis_options(card, nm_per_px=nm_per_px, element=element, **options)
     _check_out_dir(out_dir, opts, resume, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -821,7 +829,9 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
     tasks = [(str(p), n, k, str(out_dir), file_opts(p)) for p, (n, k) in zip(files, names)]
     rows = [None]*len(tasks)
     with tqdm(total=len(tasks), unit='image', desc='hrtem_np', disable=not progress) as bar:
-        for i, row in _run_tasks(tasks, seg, dict(resume=resume, overwrite=overwrite, overlays=overlays), workers, client):
+        kw = dict(resume=resume, overwrite=overwrite, overlays=overlays,
+                  progress=progress and client is None and (workers == 1 or len(tasks) == 1))  # tile bars only where one process runs
+        for i, row in _run_tasks(tasks, seg, kw, workers, client):
             rows[i] = row; bar.update()
             bar.set_postfix(failed=sum(r is not None and r['status'] == 'failed' for r in rows))
     rows += [_other_row(p, n) for p, (n, _) in zip(others, names[len(files):])]
@@ -829,7 +839,7 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
     images['corrected'], images['corrections_note'] = images['corrected'].eq(True), images['corrections_note'].fillna('')
     particles = _gather_particles(out_dir, images)
     mode = 'dask' if client is not None else 'process pool' if workers > 1 and len(tasks) > 1 else 'serial'
-    run = dict(started=started, wall_s=round(time.perf_counter() - t0, 3), mode=mode,
+    run = dict(started=started, wall_s=round(time.perf_counter() - t0, 3), model_load_s=round(t_model, 3), mode=mode,
                workers=len(client.scheduler_info().get('workers', {})) if client is not None else workers,
                inputs=[str(p) for p in items],
                pattern=pattern, recursive=recursive, resume=resume, overwrite=overwrite,

@@ -356,7 +356,7 @@ def _mirror_pad(img: np.ndarray, pad: int) -> np.ndarray:
     return img
 
 def _tiled_proba(m: Micrograph, seg: Segmenter, tta: bool, tile_px: int, overlap_px: int, batch_size: int,
-                 context_px: int = 32) -> np.ndarray:
+                 context_px: int = 32, progress: bool = False) -> np.ndarray:
     "Particle probability on the original grid of `m`, predicted on blended overlapping tiles of the image mirrored outwards."
     norm, scale = seg.card['normalisation'], m.nm_per_px / seg.working_nm_per_px
     lo, hi = _percentiles(m.image, norm['p_low'], norm['p_high'])
@@ -370,7 +370,11 @@ def _tiled_proba(m: Micrograph, seg: Segmenter, tta: bool, tile_px: int, overlap
     wc = {c: _ramp(c, tw, w, overlap) for c in cols}
     acc = np.zeros((h, w), np.float32)
     pos = [(r, c) for r in rows for c in cols]
-    for i in range(0, len(pos), batch_size):
+    starts = range(0, len(pos), batch_size)
+    if progress and len(starts) > 1:  # a large micrograph: show its tiles go by
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc=f"{Path(m.source).name if m.source else 'image'}: tiles", unit='batch', leave=False)
+    for i in starts:
         chunk = pos[i:i + batch_size]
         x = np.stack([img[r:r + th, c:c + tw] for r, c in chunk]).astype(np.float32)
         x = np.clip((x - lo) / (hi - lo), 0, 1)
@@ -408,6 +412,7 @@ def segment(micrograph: Micrograph,  # calibrated micrograph, any size and pixel
             return_proba: bool = False,  # also return the probability map
             batch_size: int = 4,  # tiles per forward pass
             context_px: int = 32,  # mirrored context added beyond the image border, at the working pixel size, px (0 = none)
+            progress: bool = False,  # show a progress bar over the tiles (when there is more than one batch of them)
            ):  # bool mask with the image's shape, or (mask, float32 probability) with `return_proba`
     "Particle mask of `micrograph`, predicted by a U-Net on blended tiles at the model's working pixel size."
     m = _check_micrograph(micrograph)
@@ -415,7 +420,7 @@ def segment(micrograph: Micrograph,  # calibrated micrograph, any size and pixel
         raise ValueError(f"tile_px={tile_px}, overlap_px={overlap_px}: need tile_px >= 32 and 0 <= overlap_px < tile_px/2")
     seg = _get_segmenter(model)
     _check_scope(m, seg)
-    proba = _tiled_proba(m, seg, tta, tile_px, overlap_px, batch_size, context_px)
+    proba = _tiled_proba(m, seg, tta, tile_px, overlap_px, batch_size, context_px, progress)
     mask = proba > (seg.threshold if threshold is None else float(threshold))
     return (mask, proba) if return_proba else mask
 

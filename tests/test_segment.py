@@ -164,3 +164,17 @@ def test_train_from_a_labelled_folder(toys, tmp_path):
     Image.fromarray(np.zeros((50, 50), np.uint8)).save(tmp_path / 'img1_mask.png')
     with pytest.raises(MicrographError, match=r'img1_mask\.png: mask is 50×50 px but img1\.tif is 96×96 px'):
         S.segmenter_learner(tmp_path, crop_px=64)
+
+
+def test_tile_progress_for_large_micrographs(capsys):
+    "A micrograph needing several batches of tiles shows them go by (issue 23); a small one, or progress=False, shows nothing."
+    img = np.random.default_rng(0).normal(1, 0.1, (240, 240)).astype(np.float32)
+    m = Micrograph(img, 0.07, 'big.tif')
+    seg = S.load_model()
+    a = S.segment(m, seg, tile_px=64, overlap_px=8, batch_size=2, progress=True)
+    err = capsys.readouterr().err
+    assert 'big.tif: tiles' in err and '100%' in err
+    b = S.segment(m, seg, tile_px=64, overlap_px=8, batch_size=2, progress=False)
+    assert capsys.readouterr().err == '' and np.array_equal(a, b)
+    S.segment(m, seg, progress=True)  # one batch of tiles: no bar
+    assert 'tiles' not in capsys.readouterr().err
