@@ -77,9 +77,14 @@ class Reviewer:
                  corrections_path=None, # for a single analysis: where `save` writes (and what is loaded if it exists)
                  restore_dropped:bool=True, # restore the particles the run's rules dropped (needs the mask)
                 ):
+        if corrections_path is not None:  # refused now, not at the first save
+            p = Path(corrections_path)
+            if not p.is_dir() and not (p.name.startswith('corrections') and p.suffix == '.json'):
+                raise ValueError(f"corrections_path={str(corrections_path)!r}: corrections files are named corrections*.json, so "
+                                 "that saving a review can never replace a result. Fix: e.g. corrections_path='corrections.json'.")
         self.items = _review_items(source, corrections_path)
         self.restore, self.states, self.notes, self.saved = restore_dropped, {}, {}, {}
-        self.index, self.selected = 0, None
+        self.index, self.selected, self.last_change = 0, None, ''
         self.select_image(0)
 
     @property
@@ -145,11 +150,35 @@ def _target(self:Reviewer, label)->int:
     return int(label)
 
 @patch
-def exclude(self:Reviewer, label:int|None=None): self.state.exclude(self._target(label))  # drop it whatever the rules say
+def corrected(self:Reviewer):
+    "The current image as an `Analysis` with the review applied: its table, labels, summary and plots all see the edits."
+    from hrtem_np.batch import Analysis
+    st = self.state
+    opts = dict(st.run) if isinstance(getattr(st, 'run', None), dict) else {}
+    prov = {'reviewed': True, 'image': self.names[self.index], 'corrections': st.corrections.describe()}
+    return Analysis(st.micrograph, self.current_labels() > 0, self.current_labels(), self.current_table(), opts, prov)
+
 @patch
-def include(self:Reviewer, label:int|None=None): self.state.include(self._target(label))  # keep it whatever the rules say
+def _report(self:Reviewer, what:str, before:int)->str:
+    "Record and return what an edit did, with the count of kept particles before → after."
+    self.last_change = f"{what}; kept particles {before} → {len(self.current_table())}"
+    return self.last_change
+
 @patch
-def reset(self:Reviewer, label:int|None=None): self.state.reset(self._target(label))  # let the rules decide again
+def exclude(self:Reviewer, label:int|None=None)->str:
+    "Drop a particle (default: the selected one) whatever the rules say; returns what changed."
+    lab, n = self._target(label), len(self.current_table())
+    self.state.exclude(lab); return self._report(f"excluded particle {lab}", n)
+@patch
+def include(self:Reviewer, label:int|None=None)->str:
+    "Keep a particle whatever the rules say; returns what changed."
+    lab, n = self._target(label), len(self.current_table())
+    self.state.include(lab); return self._report(f"included particle {lab}", n)
+@patch
+def reset(self:Reviewer, label:int|None=None)->str:
+    "Let the rules decide again about a particle; returns what changed."
+    lab, n = self._target(label), len(self.current_table())
+    self.state.reset(lab); return self._report(f"particle {lab} back to the rules", n)
 
 @patch
 def merge(self:Reviewer, *others:int)->int:
@@ -159,15 +188,19 @@ def merge(self:Reviewer, *others:int)->int:
         nb = touching_labels(self.state.labels, sel)
         if len(nb) != 1: raise ValueError(f"particle {sel} touches {nb or 'no particle'}: say which to merge it with.")
         others = nb
+    n = len(self.current_table())
     new = self.state.merge([sel, *others])
     self.selected = new
+    self._report(f"merged particles {', '.join(map(str, [sel, *others]))} into {new}", n)
     return new
 
 @patch
 def split(self:Reviewer, label:int|None=None, markers_px=None, n:int=2)->list:
     "Split a particle (default: the selected one) into pieces; selects the first piece and returns their labels."
-    ids = self.state.split(self._target(label), markers_px, n)
+    lab, before = self._target(label), len(self.current_table())
+    ids = self.state.split(lab, markers_px, n)
     self.selected = ids[0]
+    self._report(f"split particle {lab} into {', '.join(map(str, ids))}", before)
     return ids
 
 @patch
@@ -444,7 +477,8 @@ def _act(self:ReviewApp, fn, what:str='edit'):
     except (ValueError, FileExistsError, OSError) as e:
         self.message.value = f"<span style='color:#D55E00'>⚠ {e}</span>"
         return
-    self.message.value = {'save': f"saved {out}", 'select': '' if out is not None else 'no particle there'}.get(what, '')
+    self.message.value = {'save': f"saved {out}", 'select': '' if out is not None else 'no particle there',
+                          'edit': self.reviewer.last_change}.get(what, '')  # every edit says what it changed
     if what == 'edit': self.merge_with.value = ''
     self.refresh(what)
 
