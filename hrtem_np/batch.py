@@ -298,7 +298,7 @@ def analyze(source, # a micrograph file, a `Micrograph`, or a 2-D array (then nm
     return Analysis(m, mask, labels.astype(np.int32), parts, opts, prov, excluded)
 
 # %% ../nbs/08_batch.ipynb
-IMAGE_COLUMNS = ['image', 'status', 'error', 'note', 'corrected', 'corrections_note', 'n_particles', 'n_too_small',
+IMAGE_COLUMNS = ['image', 'sample', 'status', 'error', 'note', 'corrected', 'corrections_note', 'n_particles', 'n_too_small',
                  'n_low_confidence', 'n_edge_excluded', 'n_found', 'excluded_fraction', 'nm_per_px',
                  'calibration_source', 'height_px', 'width_px', 'load_s', 'segment_s', 'measure_s', 'crystal_s', 'write_s',
                  'total_s', 'sha256', 'size_bytes', 'corrections_sha256', 'options_key', 'output_dir',
@@ -578,7 +578,10 @@ def _gather_particles(out_dir:Path, images:pd.DataFrame)->pd.DataFrame:
     from hrtem_np.particles import empty_particle_table
     tables = [_read_particles(_result_file(out_dir, r, 'particles.csv')) for _, r in _done(images).iterrows()]
     found = [t for t in tables if len(t)]
-    if found: return pd.concat(found, ignore_index=True)
+    if found:
+        out = pd.concat(found, ignore_index=True)
+        if 'sample' in images: out.insert(1, 'sample', out['image'].map(images.set_index('image')['sample']))
+        return out
     if tables: return tables[0]  # no particle anywhere: the columns of the (empty) per-image table
     t = empty_particle_table(); t.insert(0, 'image', pd.Series(dtype=str))
     return t
@@ -594,15 +597,29 @@ def _statistics(particles:pd.DataFrame, images:pd.DataFrame|None=None)->pd.DataF
             st = size_summary(particles, by='image', n_boot=1000).to_frame().rename_axis('image').reset_index()
     except ValueError as e: return pd.DataFrame({'note': [f"no statistics: {e}"]})
     if images is None or not len(st): return st
+    samples = images.loc[images['image'].isin(particles['image']), 'sample'].dropna().unique() if 'sample' in images else []
+    if len(samples) > 1:  # pooling unrelated samples means nothing: one pooled row per sample instead
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            rows = []
+            for smp in samples:
+                names = set(images.loc[images['sample'] == smp, 'image'])
+                sub = particles[particles['image'].isin(names)]
+                if len(sub) >= 3:
+                    d = size_summary(sub, n_boot=1000).to_frame().reset_index(drop=True).assign(image=f'pooled: {smp}')
+                    d['_names'] = [sorted(names)]; rows.append(d)
+        st = pd.concat([st[st['image'] != 'pooled'], *rows], ignore_index=True)
     # the counts agree with images.csv: particles found = kept + dropped (too small, low confidence, at the edge)
     st = st.rename(columns={'n_edge_excluded': 'n_edge_in_table'})   # kept (edge='flag'/'keep') but left out of these statistics
     cnt = images.set_index('image')[_COUNTS].apply(pd.to_numeric, errors='coerce').fillna(0).astype(int)
-    per = st['image'] != 'pooled'
+    per = ~st['image'].astype(str).str.startswith('pooled')
     for c in _COUNTS:
         st.loc[per, c] = st.loc[per, 'image'].map(cnt[c]).fillna(0).astype(int)
-        st.loc[~per, c] = int(cnt.loc[cnt.index.isin(st.loc[per, 'image']), c].sum())
+        for i in st.index[~per]:
+            names = st.at[i, '_names'] if '_names' in st and isinstance(st.at[i, '_names'], list) else list(st.loc[per, 'image'])
+            st.at[i, c] = int(cnt.loc[cnt.index.isin(names), c].sum())
     st['n_edge_excluded'] = st['n_edge_excluded'] + st['n_edge_in_table']
-    return st.astype({c: int for c in _COUNTS})
+    return st.drop(columns='_names', errors='ignore').astype({c: int for c in _COUNTS})
 
 # %% ../nbs/08_batch.ipynb
 def _batch_figure(out_dir:Path, images:pd.DataFrame, particles:pd.DataFrame, opts:dict):
@@ -794,6 +811,7 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
                    raise_on_failure:bool=False, # raise `BatchError` at the end if any input failed
                    calibration=None, # per-file pixel sizes: CSV file, DataFrame or {file: nm_per_px}; columns file, nm_per_px and/or scale_bar_nm
                    ignore=None, # regions not to analyse, for every file (mask file or (x, y, w, h) rectangles), or {file: that}
+                   samples:dict|None=None, # {file: sample name}; default: each file's folder. Statistics are pooled per sample only
                    **options, # further `analysis_options`: crystal, tta, min_diameter_nm, edge, method, annotations, scale_bar_nm, calibration_overrides, …
                   )->BatchResult:
     "Analyse every micrograph in a folder (in parallel, resumable), writing per-image results, tables, figure, provenance."
@@ -837,6 +855,8 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
     rows += [_other_row(p, n) for p, (n, _) in zip(others, names[len(files):])]
     images = pd.DataFrame(rows, columns=IMAGE_COLUMNS)
     images['corrected'], images['corrections_note'] = images['corrected'].eq(True), images['corrections_note'].fillna('')
+    given = {str(Path(k).resolve()): v for k, v in (_per_file(samples, files, roots, 'samples') if samples else {}).items()}
+    images['sample'] = [given.get(str(p), Path(str(p)).parent.name) for p in images['path']]  # default: the file's folder
     particles = _gather_particles(out_dir, images)
     mode = 'dask' if client is not None else 'process pool' if workers > 1 and len(tasks) > 1 else 'serial'
     run = dict(started=started, wall_s=round(time.perf_counter() - t0, 3), model_load_s=round(t_model, 3), mode=mode,
