@@ -643,9 +643,8 @@ def _batch_figure(out_dir:Path, images:pd.DataFrame, particles:pd.DataFrame, opt
         n_failed = int((images['status'] == 'failed').sum())
         fig.suptitle(f"{len(particles)} particles from {len(done)} of {len(done) + n_failed} micrographs"
                      + (f" ({n_failed} failed: see images.csv)" if n_failed else ''), fontsize='medium')
-        fig.draw_without_rendering()  # the final layout, then keep the histogram's legend clear of its bars
         from hrtem_np.plots import _legend_clear_of_data
-        if axd['b'].get_legend() is not None: _legend_clear_of_data(axd['b'], axd['b'].get_legend())
+        if axd['b'].get_legend() is not None: _legend_clear_of_data(axd['b'], axd['b'].get_legend(), relayout=True)  # final layout
     return fig
 
 # %% ../nbs/08_batch.ipynb

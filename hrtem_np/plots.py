@@ -22,9 +22,9 @@ from .io import atomic_write
 from .stats import column_unit, column_values, size_summary, SizeSummary
 
 # %% auto 0
-__all__ = ['COLUMN_WIDTH_IN', 'OKABE_ITO', 'FIT_REJECT_P', 'FIGURE_FORMATS', 'publication_style', 'NmScaleBar', 'add_scale_bar',
-           'plot_overlay', 'plot_size_distribution', 'plot_compare', 'plot_shape', 'particle_gallery', 'summary_figure',
-           'save_figure']
+__all__ = ['COLUMN_WIDTH_IN', 'OKABE_ITO', 'MIN_FONT_PT', 'FIT_REJECT_P', 'FIGURE_FORMATS', 'publication_style', 'NmScaleBar',
+           'add_scale_bar', 'plot_overlay', 'plot_size_distribution', 'plot_compare', 'plot_shape', 'particle_gallery',
+           'summary_figure', 'save_figure']
 
 # %% ../nbs/07_plots.ipynb
 COLUMN_WIDTH_IN = {'single': 3.35, 'double': 7.0}  # journal column widths in inches (85 mm, 178 mm)
@@ -137,6 +137,12 @@ def _attach(fig, name:str, df:pd.DataFrame):
 # %% ../nbs/07_plots.ipynb
 OKABE_ITO = ['#E69F00', '#56B4E9', '#009E73', '#F0E442', '#0072B2', '#D55E00', '#CC79A7']  # colour-blind safe
 
+MIN_FONT_PT = 6.0  # no text in a figure is smaller than this at its final size (journal minimum)
+
+def _legible(scale:float)->float:
+    "A font size `scale` × the current one, but never below MIN_FONT_PT (matplotlib's 'small' of a 7 pt style is 5.8 pt)."
+    return max(MIN_FONT_PT, scale*mpl.rcParams['font.size'])
+
 def _category_colors(values:pd.Series, # categorical or boolean values per particle
                      column:str, # their column name (legend text)
                     ):
@@ -170,7 +176,7 @@ def _color_outlines(ax, lc:LineCollection, values:pd.Series|None, column:str|Non
     cols, handles = _category_colors(values, column)
     lc.set_color(cols)
     if n_rest: handles.append(Line2D([], [], color=_EXCLUDED['colors'], ls=_EXCLUDED['linestyles'], label=f"not in table (N = {n_rest})"))
-    ax.legend(handles=handles, loc='upper right', fontsize='small', frameon=True, framealpha=0.75, edgecolor='none')
+    ax.legend(handles=handles, loc='upper right', fontsize=_legible(0.833), frameon=True, framealpha=0.75, edgecolor='none')
 
 # %% ../nbs/07_plots.ipynb
 def _free_corner(excluded, shape)->str:
@@ -219,10 +225,10 @@ def plot_overlay(micrograph, # a Micrograph (or 2-D array with `nm_per_px`)
         ax.add_patch(plt.Rectangle((bar['col0'] - 2, bar['row0'] - 2), bar['col1'] - bar['col0'] + 4, bar['row1'] - bar['row0'] + 4,
                                    fill=False, ec=OKABE_ITO[1], lw=1.2, gid='calibration_bar'))
         ax.text(bar['col0'], bar['row0'] - 4, f"calibration: {bar['nm']:g} nm = {bar['length_px']} px", color=OKABE_ITO[1],
-                fontsize='x-small', va='bottom')
+                fontsize=_legible(0.694), va='bottom')
     if show_ids:
         for lab, (r, c) in zip(ids, _centroids(labels, particles, ids)):
-            ax.text(c, r, str(lab), color='white', fontsize='x-small', ha='center', va='center')
+            ax.text(c, r, str(lab), color='white', fontsize=_legible(0.694), ha='center', va='center')
     if s is not None:
         ax.set_axis_off()
         if scale_bar: add_scale_bar(ax, s, loc=_free_corner(excluded, img.shape))
@@ -247,12 +253,15 @@ def _data_boxes(ax)->list:
         boxes += [mpl.transforms.Bbox([p, p]) for p in xy[np.isfinite(xy).all(1)]]
     return boxes
 
-def _legend_clear_of_data(ax, leg, max_tries:int=8):
+def _legend_clear_of_data(ax, leg, max_tries:int=12, relayout:bool=False):
     "Raise the y limit until the legend covers no bar and no point of a curve (the legend stays top right)."
     for _ in range(max_tries):
+        if relayout: ax.figure.draw_without_rendering()  # constrained layout moves the axes as tick labels change
         lb = leg.get_window_extent(_renderer(ax.figure))
         if not any(lb.overlaps(b) for b in _data_boxes(ax)): return
+        if lb.height > 0.6*ax.get_window_extent(_renderer(ax.figure)).height: break  # it cannot fit inside: put it beside
         lo, hi = ax.get_ylim(); ax.set_ylim(lo, hi*1.25)
+    leg.set_loc('upper left'); leg.set_bbox_to_anchor((1.02, 1.0), transform=ax.transAxes)  # outside, right of the axes
 
 def plot_size_distribution(particles, # particle table, Series or 1-D array of values
                            column:str='diameter_nm', # column to plot
@@ -383,7 +392,7 @@ def particle_gallery(micrograph, # a Micrograph (or 2-D array with `nm_per_px`)
         crop, lab = pim[r - half:r + half, c - half:c + half], plab[r - half:r + half, c - half:c + half]
         _show_image(ax, crop); ax.set_axis_off()
         for o in _outlines(lab, [int(p['label'])]).values(): ax.plot(*o.T, color='#F0E442', lw=0.6)
-        ax.set_title(f"#{int(p['label'])}  {p['diameter_nm']:.2f} nm", fontsize='small')
+        ax.set_title(f"#{int(p['label'])}  {p['diameter_nm']:.2f} nm", fontsize=_legible(0.833))
         if fft:
             ps = _power_spectrum(crop)
             ins = ax.inset_axes([0.62, 0.62, 0.38, 0.38]); ins.set_axis_off()
@@ -422,14 +431,17 @@ def summary_figure(result=None, # anything with .micrograph, .labels and .partic
     if color_by == 'auto': color_by = 'crystalline' if 'crystalline' in df.columns else None
     with publication_style(width):
         w = COLUMN_WIDTH_IN[width]
-        fig = plt.figure(figsize=(w, w*0.6))
-        axd = fig.subplot_mosaic([['a', 'b', 'b'], ['a', 'c', 'd']], width_ratios=[2.6, 1, 1])
+        if width == 'single':  # one column: the panels stacked, so each keeps a legible size
+            fig = plt.figure(figsize=(w, w*1.75))
+            axd = fig.subplot_mosaic([['a', 'a'], ['b', 'b'], ['c', 'd']], height_ratios=[2.4, 1.3, 1])
+        else:
+            fig = plt.figure(figsize=(w, w*0.6))
+            axd = fig.subplot_mosaic([['a', 'b', 'b'], ['a', 'c', 'd']], width_ratios=[2.6, 1, 1])
         plot_overlay(m, lab, df, color_by=color_by, ax=axd['a'])
         plot_size_distribution(df, column, fit=fit, ax=axd['b'])
         plot_shape(df, ax=(axd['c'], axd['d']))
         for k, ax in axd.items(): _panel_letter(ax, k, 0.0 if k == 'a' else -0.15)
-        fig.draw_without_rendering()  # the final layout, then keep the histogram's legend clear of its bars again
-        if axd['b'].get_legend() is not None: _legend_clear_of_data(axd['b'], axd['b'].get_legend())
+        if axd['b'].get_legend() is not None: _legend_clear_of_data(axd['b'], axd['b'].get_legend(), relayout=True)  # in the final layout
     return fig
 
 # %% ../nbs/07_plots.ipynb
