@@ -92,6 +92,17 @@ def _weights_sha256(seg)->str:
         h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
+def _card_only(model)->dict|None:
+    "The card `_resolve_model` would give, read without loading the weights (None when that needs the model itself)."
+    if isinstance(model, str) and model == 'classical': return _resolve_model(model)[1]
+    if model is not None and not isinstance(model, (str, os.PathLike)): return None
+    from hrtem_np.segment import _SHIPPED, _stem
+    try: card = json.loads((_SHIPPED if model is None else _stem(model)).with_suffix('.json').read_text(encoding='utf-8'))
+    except (OSError, ValueError): return None
+    if not isinstance(card, dict) or not card.get('weights_sha256'): return None
+    name = 'shipped U-Net (hrtem_unet)' if model is None else str(model)
+    return {'name': name, 'sha256': card['weights_sha256'], **card}
+
 def _resolve_model(model, # None (shipped U-Net), 'classical', a model path, or a Segmenter
                   )->tuple:
     "(model ready to use, model card with `name` and `sha256`)."
@@ -824,6 +835,8 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
     if parquet:  # fail now, not after the batch
         try: import pyarrow  # noqa: F401
         except ImportError: raise ImportError("parquet=True needs pyarrow. Fix: pip install pyarrow, or leave parquet=False.") from None
+    light = _card_only(model)  # options against an existing out_dir are checked before the model is loaded (seconds)
+    if light is not None: _check_out_dir(out_dir, analysis_options(light, nm_per_px=nm_per_px, element=element, **options), resume, overwrite)
     t_model = time.perf_counter()
     seg, card = _resolve_model(model)
     t_model = time.perf_counter() - t_model

@@ -308,3 +308,15 @@ def test_corrections_that_do_not_fit_are_reported(tmp_path):
     assert len(res.particles[res.particles['image'] == 'c.tif']) == 2                  # the raw table of the new run
     assert not (out/'images'/'c'/'particles_corrected.csv').exists()
     assert 'CORRECTIONS NOT APPLIED c.tif' in res.summary()
+
+
+def test_other_options_refused_before_the_model_loads(tmp_path, monkeypatch):
+    "A rerun into an out_dir made with other options is refused before the shipped model is loaded (issue 23)."
+    d = tmp_path/'in'; d.mkdir()
+    save_micrograph(Micrograph(_disks([(40, 40), (90, 80)]), 0.07), d/'a.tif')
+    analyze_folder(d, tmp_path/'out', progress=False, overlays=False)
+    import hrtem_np.segment
+    def no_model(*a, **k): raise AssertionError("the model was loaded before the options were checked")
+    monkeypatch.setattr(hrtem_np.segment, 'load_model', no_model)
+    with pytest.raises(FileExistsError, match='different options'):
+        analyze_folder(d, tmp_path/'out', element='Pt', progress=False)
