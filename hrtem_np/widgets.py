@@ -231,10 +231,13 @@ class ReviewSummary:
     n_merges: int  # merges made
     n_splits: int  # splits made
     size: SizeSummary|None  # `size_summary` of diameter_nm of the kept particles (None below 3 particles)
+    n_restored: int = 0  # of `n_particles`, those the run's rules had dropped (too small, low confidence, at the edge), shown for review
 
     def __str__(self):
         st = ', '.join(f"{k} {v}" for k, v in self.counts.items() if v) or 'no particles'
-        s = f"{self.image}: {self.n_kept} of {self.n_particles} particles in the table ({st}); {self.n_merges} merge(s), {self.n_splits} split(s)"
+        restored = (f", {self.n_restored} of them dropped by the run's rules and shown again for review" if self.n_restored else '')
+        s = (f"{self.image}: {self.n_kept} kept of {self.n_particles} particles in the review table{restored} ({st}); "
+             f"{self.n_merges} merge(s), {self.n_splits} split(s)")
         return s + (f"\n{self.size}" if self.size is not None else "\n(fewer than 3 particles: no statistics)")
 
 @patch
@@ -246,7 +249,7 @@ def summary(self:Reviewer, n_boot:int=200)->ReviewSummary:
     kinds = [next(iter(e)) for e in st.corrections.edits]
     size = size_summary(tab, exclude_edge=False, n_boot=n_boot, n_mc=200) if len(tab) >= 3 else None
     return ReviewSummary(self.names[self.index], len(st.table), len(tab), {k: int(v) for k, v in counts.items()},
-                         kinds.count('merge'), kinds.count('split'), size)
+                         kinds.count('merge'), kinds.count('split'), size, int(getattr(st, 'n_restored', 0)))
 
 @patch
 def save(self:Reviewer, path=None, # destination file or folder; None → the image's results folder (folder reviews)
