@@ -155,7 +155,8 @@ def _category_colors(values:pd.Series, # categorical or boolean values per parti
     cmap = {c: OKABE_ITO[i % len(OKABE_ITO)] for i, c in enumerate(cats)}
     cols = [cmap.get(v, '0.6') if pd.notna(v) else '0.6' for v in values]
     handles = [Line2D([], [], color=cmap[c], label=f"{names[c]} (N = {(values == c).sum()})") for c in cats]
-    if values.isna().any(): handles.append(Line2D([], [], color='0.6', label=f"not measured (N = {values.isna().sum()})"))
+    why = {'crystalline': 'not analysed: too small or too coarse for the FFT'}.get(column, 'not measured')  # say what NaN means
+    if values.isna().any(): handles.append(Line2D([], [], color='0.6', label=f"{why} (N = {values.isna().sum()})"))
     return cols, handles
 
 # %% ../nbs/07_plots.ipynb
