@@ -6,7 +6,7 @@
 from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
-import hashlib, json, os, time, warnings
+import hashlib, json, math, os, time, warnings
 import numpy as np
 import pandas as pd
 from .io import Micrograph, CalibrationError, load_micrograph, as_micrograph, save_micrograph, atomic_write, file_sha256, SUPPORTED_EXTENSIONS
@@ -145,6 +145,16 @@ def analysis_options(model_card:dict, # from `_resolve_model`: name and sha256 o
         threshold = float(model_card.get('threshold', 0.5) if threshold is None else threshold)
         if not 0 < threshold < 1: raise ValueError(f"threshold={threshold}: a particle probability cut must lie between 0 and 1.")
     if annotations not in ('auto', 'off'): raise ValueError(f"annotations={annotations!r}: use 'auto' or 'off'.")
+    from hrtem_np.particles import EDGE_POLICIES
+    def number(name, v, lo, hi=math.inf):  # refused now, with its name, not as an empty table or a raw error later
+        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and lo <= float(v) <= hi
+        if not ok: raise ValueError(f"{name}={v!r}: need a number in [{lo:g}, {hi:g}].")
+        return float(v)
+    min_diameter_nm, min_confidence = number('min_diameter_nm', min_diameter_nm, 0, 100), number('min_confidence', min_confidence, 0, 1)
+    if edge not in EDGE_POLICIES: raise ValueError(f"edge={edge!r}: use one of {EDGE_POLICIES}.")
+    if method not in ('watershed', 'uecs'): raise ValueError(f"method={method!r}: use 'watershed' or 'uecs'.")
+    if frame is not None and (isinstance(frame, (bool, np.bool_)) or not isinstance(frame, (int, np.integer))):
+        raise ValueError(f"frame={frame!r}: a frame is a whole number (0 for the first).")
     if scale_bar_nm is not None:
         try: scale_bar_nm = float(scale_bar_nm)
         except (TypeError, ValueError): scale_bar_nm = float('nan')

@@ -154,6 +154,8 @@ def _add_analyze(sub):
     p.add_argument('--ignore', default=None, metavar='RECTS', help="regions not to analyse in every file: 'x,y,w,h' in px, several separated by ';'")
     p.add_argument('--ignore-mask', type=Path, default=None, metavar='IMAGE', help='regions not to analyse in every file: a mask image (non-zero = ignore)')
     p.add_argument('--model', default=None, metavar='PATH', help="segmentation model file, or 'classical'; default: the shipped U-Net")
+    p.add_argument('--frame', type=int, default=None, metavar='N', help='which frame of a stack (0 = the first)')
+    p.add_argument('--signal', default=None, metavar='NAME', help='which image of a file that holds several (its title, or its index)')
     p.add_argument('--element', default=None, metavar='EL', help='particle metal: Au (default), Pt, Ag, Pd or Cu (for atom counts and hkl)')
     p.add_argument('--workers', type=_positive_int, default=1, metavar='N', help='parallel processes (default 1)')
     p.add_argument('--scheduler', default=None, metavar='ADDRESS', help='distribute over an existing Dask cluster (tcp://host:8786)')
@@ -241,7 +243,8 @@ def _cmd_analyze(a)->int:
             warnings.filterwarnings('ignore', message='.*inputs failed')
             res = analyze_folder(a.paths, a.out, pattern=a.pattern, model=a.model, nm_per_px=a.nm_per_px,
                                  calibration=a.calibration, calibration_overrides=a.calibration_overrides,
-                                 scale_bar_nm=a.scale_bar_nm, annotations=a.annotations, ignore=ignore,
+                                 scale_bar_nm=a.scale_bar_nm, annotations=a.annotations, ignore=ignore, frame=a.frame,
+                                 signal=int(a.signal) if a.signal is not None and a.signal.isdigit() else a.signal,
                                  element=a.element, workers=a.workers, client=client, resume=not a.no_resume,
                                  overwrite=a.overwrite, recursive=a.recursive, overlays=not a.no_overlays,
                                  parquet=a.parquet, progress=not a.quiet, crystal=a.crystal, tta=a.tta,

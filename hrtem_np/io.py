@@ -185,7 +185,7 @@ def _choose_signal(sigs, path, signal):
     if len(imgs) == 1: return imgs[0]
     detectors = [i for i, t in enumerate(titles) if t not in chemical_symbols]  # element maps are titled 'C', 'Cu'…
     if len(detectors) == 1: return imgs[detectors[0]]
-    raise MicrographError(f"{path}: the file holds {len(imgs)} images {titles}. Fix: choose one with signal=<name or index>.")
+    raise MicrographError(f"{path}: the file holds {len(imgs)} images {titles}. Fix: choose one with signal=<name or index> (CLI: --signal NAME).")
 
 # %% ../nbs/00_io.ipynb
 SQUARE_RTOL = 1e-4  # x and y pixel sizes that differ by less than this (relative) count as square
@@ -200,7 +200,7 @@ def _file_calibration(sig, path):
     f = [nm_per_unit(u) for u in units]
     if any(v is None for v in f):
         raise CalibrationError(f"{path}: the file has no pixel-size calibration (axis units {units}). "
-                               "Fix: pass nm_per_px=<pixel size in nm> from your microscope's calibration.")
+                               "Fix: pass nm_per_px=<pixel size in nm> (CLI: --nm-per-px X) from your microscope's calibration.")
     s = [float(a.get('scale', 1.0))*v for a, v in zip(ax, f)]
     if not all(np.isfinite(v) and v > 0 for v in s):
         raise CalibrationError(f"{path}: the stored pixel size {s} is not positive. Fix: pass nm_per_px=<pixel size in nm>.")
@@ -251,7 +251,7 @@ def load_micrograph(path, # file: .dm3 .dm4 .emd .emi .ser .tif .tiff .hspy .png
     if data.ndim == 3:
         if frame is None:
             raise MicrographError(f"{path}: the file holds a stack of {data.shape[0]} frames. "
-                                  f"Fix: choose one with frame=<0..{data.shape[0]-1}>.")
+                                  f"Fix: choose one with frame=<0..{data.shape[0]-1}> (CLI: --frame N).")
         if not -data.shape[0] <= frame < data.shape[0]:
             raise MicrographError(f"{path}: frame={frame} out of range (0..{data.shape[0]-1}).")
         data = data[frame]

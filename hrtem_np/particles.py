@@ -261,6 +261,7 @@ def n_atoms_fcc(diameter_nm, # sphere diameter(s), nm
 # %% ../nbs/03_particles.ipynb
 def _check_nm_per_px(nm_per_px):
     "The pixel size as a float, or a CalibrationError that says what to do."
+    if isinstance(nm_per_px, (bool, np.bool_)): nm_per_px = f'{nm_per_px} (a boolean)'  # True is not 1 nm/px
     try: s = float(nm_per_px)
     except (TypeError, ValueError): s = float('nan')
     if not (math.isfinite(s) and s > 0):

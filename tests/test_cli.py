@@ -151,3 +151,26 @@ def test_simulate_then_train(capsys, tmp_path):
     assert code == 0 and model.exists() and model.with_suffix('.json').exists()
     code, _, err = run(capsys, 'train', data, '--out', model, '--pretrained', 'none', '--epochs', '1', '--quiet')
     assert code == 1 and 'exists' in err
+
+
+def test_frame_and_signal_in_the_cli(tmp_path, capsys):
+    "The CLI can do what the refusal of a stack names: --frame (issue 24)."
+    import tifffile
+    d = tmp_path/'in'; d.mkdir()
+    stack = np.stack([_disks([(40, 40), (90, 80)]), _disks([(64, 64)], seed=1)]).astype(np.float32)
+    tifffile.imwrite(d/'stack.tif', stack, imagej=True, resolution=(1/NM_PER_PX, 1/NM_PER_PX), metadata={'unit': 'nm', 'axes': 'ZYX'})
+    assert run(capsys, 'analyze', d, '--out', tmp_path/'o1', '--model', 'classical', '--quiet')[0] == 2
+    err = pd.read_csv(tmp_path/'o1'/'images.csv').error[0]
+    assert 'frame=' in err and '--frame' in err
+    code, out, _ = run(capsys, 'analyze', d, '--out', tmp_path/'o2', '--model', 'classical', '--frame', 1, '--quiet')
+    assert code == 0 and pd.read_csv(tmp_path/'o2'/'images.csv').n_particles[0] == 1
+
+
+def test_bad_option_values_are_refused_by_name(tmp_path):
+    "Booleans, NaN and fractional frames are refused with the option's name, before any work (issue 24)."
+    from hrtem_np.batch import analysis_options
+    from hrtem_np.io import CalibrationError
+    with pytest.raises(CalibrationError, match='boolean'): analysis_options({'name': 'classical'}, nm_per_px=True)
+    with pytest.raises(ValueError, match='min_diameter_nm'): analysis_options({'name': 'classical'}, min_diameter_nm=float('nan'))
+    with pytest.raises(ValueError, match='frame'): analysis_options({'name': 'classical'}, frame=1.5)
+    with pytest.raises(ValueError, match='min_confidence'): analysis_options({'name': 'classical'}, min_confidence=2)
