@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 # %% auto 0
-__all__ = ['MAX_PIXELS', 'SUPPORTED_EXTENSIONS', 'SQUARE_RTOL', 'MicrographError', 'CalibrationError', 'Micrograph',
-           'as_micrograph', 'nm_per_unit', 'load_micrograph', 'atomic_write', 'file_sha256', 'save_micrograph',
-           'show_micrograph']
+__all__ = ['MAX_PIXELS', 'SUPPORTED_EXTENSIONS', 'SQUARE_RTOL', 'MAX_COLOUR_FRACTION', 'MicrographError', 'CalibrationError',
+           'Micrograph', 'as_micrograph', 'nm_per_unit', 'load_micrograph', 'atomic_write', 'file_sha256',
+           'save_micrograph', 'show_micrograph']
 
 # %% ../nbs/00_io.ipynb
 class MicrographError(ValueError):
@@ -210,14 +210,19 @@ def _file_calibration(sig, path):
     return float(np.mean(s))
 
 # %% ../nbs/00_io.ipynb
+MAX_COLOUR_FRACTION = 0.05  # an RGB export whose channels differ on at most this fraction of pixels is a grey micrograph with coloured marks
+
 def _to_grey(data, path, n_axes=2):
-    "2-D array from a grey or RGB(A) image (colour as a last dimension not described by an axis) with equal channels."
+    "2-D array from a grey, grey+alpha or RGB(A) image (colour as a last dimension not described by an axis)."
+    if data.ndim == 3 and data.shape[-1] == 2 and n_axes == 2: return data[..., 0]  # grey + alpha (a PNG export)
     if data.ndim == 3 and data.shape[-1] in (3, 4) and n_axes == 2:
         rgb = data[..., :3]
-        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-            raise MicrographError(f"{path}: colour image with different R, G, B channels (an overlay or a false-colour "
-                                  "export?). Fix: load the original greyscale micrograph.")
-        return rgb[..., 0]
+        colour = (rgb[..., 0] != rgb[..., 1]) | (rgb[..., 0] != rgb[..., 2])
+        if not colour.any(): return rgb[..., 0]
+        if colour.mean() <= MAX_COLOUR_FRACTION:  # a grey micrograph with a coloured scale bar or arrow: luminance
+            return (rgb[..., 0]*0.299 + rgb[..., 1]*0.587 + rgb[..., 2]*0.114).astype(np.float32)
+        raise MicrographError(f"{path}: colour image with different R, G, B channels on {colour.mean():.0%} of its pixels (an "
+                              "overlay or a false-colour export?). Fix: load the original greyscale micrograph.")
     return data
 
 def _metadata(sig, path):

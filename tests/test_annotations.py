@@ -169,3 +169,25 @@ def test_empty_fields_at_every_supported_pixel_size(model, nm):
         img = np.random.default_rng(seed).normal(100, 10, (px, px)).astype(np.float32)
         noise.append(len(analyze(Micrograph(img, nm), model=model).particles))
     assert sum(carbon) <= 3 and sum(noise) <= 3, (carbon, noise)
+
+
+def test_coloured_marks_and_grey_alpha_exports(tmp_path, model):
+    "A grey export with a yellow scale bar is read (as luminance) and the bar found; a grey+alpha PNG is one image (issue 24)."
+    from hrtem_np.io import load_micrograph
+    plain, _ = _export(12, 0.05, shape=(320, 320))
+    rgb = np.repeat(plain[..., None], 3, -1)
+    img, truth, _ = add_annotations(plain, box=None)
+    box = np.zeros_like(truth); box[ndi.find_objects(truth.astype(np.uint8))[0]] = True
+    marks = box & (img == 255)                                  # the bar and its label (drawn in white)
+    rgb[marks] = (255, 220, 0)                                  # … in yellow
+    Image.fromarray(rgb).save(tmp_path/'yellow.png')
+    m = load_micrograph(tmp_path/'yellow.png', nm_per_px=0.05)
+    assert m.image.shape == plain.shape and find_scale_bar(m.image)['length_px'] == 100
+    a = analyze(m, model=model)
+    b = find_scale_bar(m.image); bar = np.zeros_like(marks); bar[b['row0']:b['row1'] + 1, b['col0']:b['col1'] + 1] = True
+    assert a.excluded[bar].all() and not any((marks & (a.labels == l)).any() for l in a.particles.label)
+    Image.fromarray(np.dstack([plain, np.full_like(plain, 255)]), 'LA').save(tmp_path/'la.png')
+    assert load_micrograph(tmp_path/'la.png', nm_per_px=0.05).image.shape == plain.shape
+    false_colour = np.dstack([plain, 255 - plain, plain // 2])
+    Image.fromarray(false_colour).save(tmp_path/'false.png')
+    with pytest.raises(Exception, match='colour image'): load_micrograph(tmp_path/'false.png', nm_per_px=0.05)
