@@ -277,8 +277,14 @@ def corrections_from_dict(d:dict, # the parsed JSON of a corrections file
     try: c.min_diameter_nm, c.nm_per_px = float(c.min_diameter_nm), float(c.nm_per_px)
     except (TypeError, ValueError): raise CorrectionsError(f"{source}: min_diameter_nm and nm_per_px must be numbers.") from None
     if not c.min_diameter_nm >= 0: raise CorrectionsError(f"{source}: min_diameter_nm={c.min_diameter_nm} must be ≥ 0 nm.")
-    try: c.exclude, c.include = sorted({int(i) for i in c.exclude}), sorted({int(i) for i in c.include})
-    except (TypeError, ValueError): raise CorrectionsError(f"{source}: exclude and include must be lists of labels.") from None
+    for k in ('exclude', 'include', 'edits'):  # "13" must not be read as the labels 1 and 3
+        if not isinstance(getattr(c, k), list): raise CorrectionsError(f"{source}: {k} must be a list, got {getattr(c, k)!r}.")
+    try:
+        if any(isinstance(i, (bool, float, str)) for i in c.exclude + c.include): raise TypeError
+        c.exclude, c.include = sorted({int(i) for i in c.exclude}), sorted({int(i) for i in c.include})
+    except (TypeError, ValueError): raise CorrectionsError(f"{source}: exclude and include must be lists of whole-number labels.") from None
+    both = set(c.exclude) & set(c.include)
+    if both: raise CorrectionsError(f"{source}: particle(s) {sorted(both)} are both excluded and included; keep one decision each.")
     c.edits = [_check_edit(e) for e in c.edits]
     return c
 
