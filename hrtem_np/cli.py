@@ -133,7 +133,8 @@ def _positive_int(s):
     return v
 
 # %% ../nbs/08a_cli.ipynb
-_EXIT_STATUS = 'exit status: 0 all inputs analysed, 2 some inputs failed (see images.csv), 1 usage error or refused run'
+_EXIT_STATUS = ('exit status: 0 all inputs analysed, 2 some inputs failed or review corrections were not applied (see '
+                'images.csv), 1 usage error or refused run')
 
 def _add_analyze(sub):
     p = sub.add_parser('analyze', help='analyse micrographs (files and/or folders) into tables, figures and provenance',
@@ -253,7 +254,7 @@ def _cmd_analyze(a)->int:
         if client is not None: client.close()
     print(res.summary())
     for k, p in res.files.items(): print(f"  {k:<11} {p}")
-    return 2 if res.n_failed else 0
+    return 2 if res.n_failed or len(res.corrections_not_applied) else 0  # a review that was not applied is not a success
 
 def _cmd_simulate(a)->int:
     "`hrtem-np simulate`: `make_dataset` into --out."

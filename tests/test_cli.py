@@ -174,3 +174,13 @@ def test_bad_option_values_are_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match='min_diameter_nm'): analysis_options({'name': 'classical'}, min_diameter_nm=float('nan'))
     with pytest.raises(ValueError, match='frame'): analysis_options({'name': 'classical'}, frame=1.5)
     with pytest.raises(ValueError, match='min_confidence'): analysis_options({'name': 'classical'}, min_confidence=2)
+
+
+def test_unapplied_review_is_not_exit_0(folder, tmp_path, capsys):
+    "A review saved for other results is not applied, and the CLI says so with exit status 2 (issue 24)."
+    from hrtem_np.corrections import Corrections, save_corrections
+    out = tmp_path/'out'
+    run(capsys, 'analyze', folder/'a.tif', '--out', out, '--model', 'classical', '--quiet')
+    save_corrections(Corrections('0'*64, '0'*64, NM_PER_PX, exclude=[1]), out/'images'/'a')
+    code, stdout, _ = run(capsys, 'analyze', folder/'a.tif', '--out', out, '--model', 'classical', '--quiet')
+    assert code == 2 and 'CORRECTIONS NOT APPLIED a.tif' in stdout
