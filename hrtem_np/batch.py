@@ -18,7 +18,7 @@ __all__ = ['MIN_CONFIDENCE', 'CALIBRATION_RTOL', 'IMAGE_COLUMNS', 'MAX_OVERLAY_P
            'read_calibration', 'analyze_folder']
 
 # %% ../nbs/08_batch.ipynb
-def _expand(folder_or_paths, pattern:str='*', recursive:bool=False):
+def _expand(folder_or_paths, pattern:str='*', recursive:bool=False, exclude=()):
     "(micrograph files, other files) from folders and explicit paths, in order, without duplicates."
     items = [folder_or_paths] if isinstance(folder_or_paths, (str, os.PathLike)) else list(folder_or_paths)
     files, others, seen = [], [], set()
@@ -30,9 +30,15 @@ def _expand(folder_or_paths, pattern:str='*', recursive:bool=False):
         if it.is_dir():
             found = it.rglob(pattern) if recursive else it.glob(pattern)
             for p in sorted(f for f in found if f.is_file() and not f.name.startswith('.')):
+                if any(s in exclude for s in p.resolve().parents): continue  # our own outputs are not inputs
                 add(p, files if p.suffix.lower() in SUPPORTED_EXTENSIONS or p.resolve() in named else others)
         else: add(it, files)
-    return files, others
+    # a TIA series is one .emi with its _1.ser, _2.ser…: the .emi reads them, so a .ser beside its .emi is not a second image
+    emis = {p.with_suffix('').as_posix() for p in files if p.suffix.lower() == '.emi'}
+    paired = [p for p in files if p.suffix.lower() == '.ser' and p.stem.rsplit('_', 1)[0] in {Path(e).name for e in emis}
+              and (p.parent/p.stem.rsplit('_', 1)[0]).as_posix() in emis and p.resolve() not in named]
+    files = [p for p in files if p not in paired]
+    return files, others + paired
 
 def find_micrographs(folder_or_paths, # a folder, a file, or a list of folders/files
                      pattern:str='*', # glob pattern for file names inside folders, e.g. '*.dm4'
@@ -740,9 +746,10 @@ class BatchError(RuntimeError):
 def _other_row(path:Path, name:str)->dict:
     "images.csv row of a file in a folder that is not a micrograph type."
     row = dict.fromkeys(IMAGE_COLUMNS)
+    note = (f"the data of {path.stem.rsplit('_', 1)[0]}.emi, read with it (not a second image)" if path.suffix.lower() == '.ser'
+            else f"not a micrograph file type ('{path.suffix}'); readable: {' '.join(SUPPORTED_EXTENSIONS)}")
     row.update(image=name, status='skipped', error='', n_particles=0, path=str(path.resolve()), corrected=False,
-               corrections_note='',
-               note=f"not a micrograph file type ('{path.suffix}'); readable: {' '.join(SUPPORTED_EXTENSIONS)}")
+               corrections_note='', note=note)
     return row
 
 def _provenance(opts:dict, card:dict, images:pd.DataFrame, run:dict)->dict:
@@ -838,7 +845,7 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
     from tqdm.auto import tqdm
     t0, started, out_dir = time.perf_counter(), time.strftime('%Y-%m-%dT%H:%M:%S'), Path(out_dir)
     items = [folder_or_paths] if isinstance(folder_or_paths, (str, os.PathLike)) else list(folder_or_paths)
-    files, others = _expand(items, pattern, recursive)
+    files, others = _expand(items, pattern, recursive, exclude={Path(out_dir).resolve()})  # never read our own outputs
     if not files:
         raise ValueError(f"no micrograph files in {folder_or_paths} (pattern {pattern!r}; readable types: "
                          f"{' '.join(SUPPORTED_EXTENSIONS)}). Fix: check the folder, or pass pattern=/recursive=True.")

@@ -320,3 +320,22 @@ def test_other_options_refused_before_the_model_loads(tmp_path, monkeypatch):
     monkeypatch.setattr(hrtem_np.segment, 'load_model', no_model)
     with pytest.raises(FileExistsError, match='different options'):
         analyze_folder(d, tmp_path/'out', element='Pt', progress=False)
+
+
+def test_outputs_inside_the_input_folder_are_not_inputs(tmp_path):
+    "An out_dir inside the input folder: a rerun does not read its own summary.png or label images (issue 24)."
+    d = tmp_path/'in'; d.mkdir()
+    save_micrograph(Micrograph(_disks([(40, 40), (90, 80)]), 0.1), d/'a.tif')
+    r1 = analyze_folder(d, d/'results', model='classical', progress=False)
+    r2 = analyze_folder(d, d/'results', model='classical', progress=False)
+    assert r1.images['image'].tolist() == r2.images['image'].tolist() == ['a.tif']
+    assert r2.images['status'].tolist() == ['skipped']
+
+
+def test_tia_series_is_one_image(tmp_path):
+    "A TIA .emi and its _1.ser are one micrograph (the .emi reads the .ser), not two (issue 24)."
+    from hrtem_np.batch import find_micrographs, _expand
+    d = tmp_path/'in'; d.mkdir()
+    for f in ('x.emi', 'x_1.ser', 'lone_1.ser'): (d/f).write_bytes(b'\x00')
+    assert [p.name for p in find_micrographs(d)] == ['lone_1.ser', 'x.emi']
+    assert [p.name for p in _expand(d)[1]] == ['x_1.ser']
