@@ -300,12 +300,18 @@ def load_model(path=None,  # model file (.safetensors, .pth or .json, or the com
             raise FileNotFoundError(f"the shipped model is missing ({cpath.parent}/hrtem_unet.safetensors + .json); "
                                     "train one with train_segmenter and pass its path: load_model('my_model.safetensors')")
         raise FileNotFoundError(f"no model card {cpath}; a model is a .safetensors (or .pth) file with a .json card beside it")
-    card = json.loads(cpath.read_text())
+    try: card = json.loads(cpath.read_text())
+    except ValueError as e:
+        raise ValueError(f"{cpath}: the model card is not valid JSON ({e}); it is truncated or damaged. Fix: restore it "
+                         "(save_model writes it beside the weights), or reinstall hrtem_np for the shipped model.") from None
     wpath = cpath.with_name(card.get('weights_file', stem.name + '.safetensors'))
     if not wpath.exists(): raise FileNotFoundError(f"{cpath} names weights {wpath.name}, which are not there")
-    if check_hash and card.get('weights_sha256') and file_sha256(wpath) != card['weights_sha256']:
+    actual, stated = file_sha256(wpath), card.get('weights_sha256')
+    if check_hash and stated and actual != stated:
         raise ValueError(f"{wpath} does not match the SHA-256 in {cpath.name}: the file was changed or corrupted. "
                          "Re-download it, or pass check_hash=False if you changed it deliberately.")
+    if not stated: warnings.warn(f"{cpath.name} states no weights_sha256: {wpath.name} cannot be verified (SHA-256 {actual[:12]}… recorded).")
+    card = {**card, 'weights_sha256': actual, **({'weights_sha256_in_card': stated} if stated and stated != actual else {})}  # provenance names the weights used
     if wpath.suffix == '.safetensors':
         from safetensors.torch import load_file
         state = load_file(str(wpath))

@@ -178,3 +178,23 @@ def test_tile_progress_for_large_micrographs(capsys):
     assert capsys.readouterr().err == '' and np.array_equal(a, b)
     S.segment(m, seg, progress=True)  # one batch of tiles: no bar
     assert 'tiles' not in capsys.readouterr().err
+
+
+def test_model_provenance_names_the_weights_used(tmp_path):
+    "check_hash=False records the hash of the weights actually loaded; a truncated card names its file (issue 24)."
+    import json, shutil, warnings
+    from hrtem_np.batch import _resolve_model
+    from hrtem_np.io import file_sha256
+    d = tmp_path/'m'; d.mkdir()
+    for f in ('hrtem_unet.safetensors', 'hrtem_unet.json'): shutil.copy(Path(S.__file__).parent/'models'/f, d/f)
+    card = json.loads((d/'hrtem_unet.json').read_text()); card['weights_sha256'] = '0'*64
+    (d/'hrtem_unet.json').write_text(json.dumps(card))
+    with pytest.raises(ValueError, match='does not match'): S.load_model(d/'hrtem_unet.safetensors')
+    seg = S.load_model(d/'hrtem_unet.safetensors', check_hash=False)
+    real = file_sha256(d/'hrtem_unet.safetensors')
+    assert seg.card['weights_sha256'] == real and seg.card['weights_sha256_in_card'] == '0'*64
+    assert _resolve_model(seg)[1]['sha256'] == real
+    del card['weights_sha256']; (d/'hrtem_unet.json').write_text(json.dumps(card))
+    with pytest.warns(UserWarning, match='cannot be verified'): S.load_model(d/'hrtem_unet.safetensors')
+    (d/'hrtem_unet.json').write_text(json.dumps(card)[:100])
+    with pytest.raises(ValueError, match='hrtem_unet.json: the model card is not valid JSON'): S.load_model(d/'hrtem_unet.safetensors')
