@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_widgets.ipynb 2
 from __future__ import annotations
-import io, json, math, os
+import io, json, math, os, re
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -219,6 +219,27 @@ def undo(self:Reviewer)->bool:
 def current_table(self:Reviewer)->pd.DataFrame: return self.state.current_table()  # the corrected table of the current image
 @patch
 def current_labels(self:Reviewer)->np.ndarray: return self.state.current_labels()  # the corrected labels of the current image
+
+# %% ../nbs/09_widgets.ipynb
+@patch
+def export_labels(self:Reviewer, folder, # training folder (created); the pair is folder/<name>.tif + folder/labels/<name>.png
+                  name:str|None=None, # file stem; None = the image's own name
+                  overwrite:bool=False, # replace an existing pair
+                 )->tuple:
+    "Write the current image and its reviewed particles as a training pair; returns (micrograph path, label path)."
+    from PIL import Image
+    from hrtem_np.io import save_micrograph, atomic_write
+    st, folder = self.state, Path(folder)
+    stem = re.sub(r'[^A-Za-z0-9._-]+', '_', Path(name or self.names[self.index]).stem) or 'image'
+    lab = np.where(np.isin(st.labels, st.corrections.exclude), 0, st.labels).astype(np.int32)  # real = all but the excluded
+    if lab.max() > 65535: raise ValueError(f"{lab.max()} labels do not fit a 16-bit PNG. Fix: export fewer particles per image.")
+    (folder/'labels').mkdir(parents=True, exist_ok=True)
+    ip, lp = folder/f'{stem}.tif', folder/'labels'/f'{stem}.png'
+    exist = [str(p) for p in (ip, lp) if p.exists()]
+    if exist and not overwrite: raise FileExistsError(f"{exist} exist. Fix: pass overwrite=True, or another name= or folder.")
+    save_micrograph(st.micrograph, ip, overwrite=True)
+    atomic_write(lp, lambda t: Image.fromarray(lab.astype(np.uint16)).save(t, format='PNG'), overwrite=True)
+    return ip, lp
 
 # %% ../nbs/09_widgets.ipynb
 @dataclass
