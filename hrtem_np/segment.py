@@ -605,6 +605,7 @@ class CEDiceLoss(torch.nn.Module):
 # %% ../nbs/02_segment.ipynb
 def _start_model(pretrained):
     "The Segmenter to start from for 'hrtem' or a path; None otherwise."
+    if isinstance(pretrained, Segmenter): return pretrained
     if pretrained in (None, False, 'imagenet', True): return None
     return load_model(None if pretrained == 'hrtem' else pretrained)
 
