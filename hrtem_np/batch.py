@@ -249,7 +249,14 @@ def _load(source, opts:dict)->Micrograph:
             return as_micrograph(_from_scale_bar(as_micrograph(source, nm_per_px=1.0), bar_nm, 'image'))
         return as_micrograph(source, nm_per_px=opts['nm_per_px'])
     kw = dict(signal=opts['signal'], frame=opts['frame'])
-    if opts['nm_per_px'] is not None: return as_micrograph(load_micrograph(source, nm_per_px=opts['nm_per_px'], **kw))
+    if opts['nm_per_px'] is not None:  # the user's value wins, and the table says what the file itself said
+        m = load_micrograph(source, nm_per_px=opts['nm_per_px'], **kw)
+        f, why = m.metadata.get('file_nm_per_px'), m.metadata.get('file_calibration_problem')
+        if f is not None and abs(opts['nm_per_px']/f - 1) > CALIBRATION_RTOL:
+            m.metadata['calibration_note'] = (f"nm_per_px {opts['nm_per_px']:g} given; the file's metadata says {f:g} "
+                                              f"({opts['nm_per_px']/f - 1:+.0%}): the given value was used")
+        elif why: m.metadata['calibration_note'] = f"nm_per_px {opts['nm_per_px']:g} given and used; the file's own calibration: {why}"
+        return as_micrograph(m)
     if table_nm is not None:
         return as_micrograph(_calibrated_by_table(load_micrograph(source, nm_per_px=table_nm, **kw), table_nm,
                                                   opts.get('calibration_overrides', False)))

@@ -266,7 +266,7 @@ def load_micrograph(path, # file: .dm3 .dm4 .emd .emi .ser .tif .tiff .hspy .png
     if nm_per_px is None: s, src = _file_calibration(sig, path), 'metadata'
     else:
         try: md['file_nm_per_px'] = _file_calibration(sig, path)
-        except CalibrationError: pass
+        except CalibrationError as e: md['file_calibration_problem'] = str(e).split(': ', 1)[-1]  # e.g. non-square pixels
         s, src = nm_per_px, 'user'
     if not (np.isfinite(s) and s > 0): raise CalibrationError(f"{path}: nm_per_px={s!r} is not a valid pixel size (> 0).")
     return Micrograph(_check_image(data, str(path)), float(s), str(path), src, md)

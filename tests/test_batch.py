@@ -339,3 +339,15 @@ def test_tia_series_is_one_image(tmp_path):
     for f in ('x.emi', 'x_1.ser', 'lone_1.ser'): (d/f).write_bytes(b'\x00')
     assert [p.name for p in find_micrographs(d)] == ['lone_1.ser', 'x.emi']
     assert [p.name for p in _expand(d)[1]] == ['x_1.ser']
+
+
+def test_user_pixel_size_far_from_the_files_is_reported(tmp_path):
+    "A user nm_per_px 4x the file's own is used, and images.csv says so (issue 24)."
+    d = tmp_path/'in'; d.mkdir()
+    save_micrograph(Micrograph(_disks([(40, 40), (90, 80)]), 0.05), d/'a.tif')
+    r = analyze_folder(d, tmp_path/'o', nm_per_px=0.2, model='classical', progress=False, overlays=False)
+    row = r.images.iloc[0]
+    assert row['nm_per_px'] == pytest.approx(0.2) and row['calibration_source'] == 'user'
+    assert "the file's metadata says 0.05 (+300%)" in row['note']
+    r2 = analyze_folder(d, tmp_path/'o2', nm_per_px=0.0502, model='classical', progress=False, overlays=False)
+    assert 'metadata says' not in str(r2.images.iloc[0]['note'])   # within 1 %: nothing to report
