@@ -214,6 +214,8 @@ MAX_COLOUR_FRACTION = 0.05  # an RGB export whose channels differ on at most thi
 
 def _to_grey(data, path, n_axes=2):
     "2-D array from a grey, grey+alpha or RGB(A) image (colour as a last dimension not described by an axis)."
+    if data.dtype.names and set(data.dtype.names) >= {'R', 'G', 'B'}:  # RosettaSciIO reads RGB TIFFs as a structured array
+        data, n_axes = np.stack([data[c] for c in ('R', 'G', 'B')], -1), 2
     if data.ndim == 3 and data.shape[-1] == 2 and n_axes == 2: return data[..., 0]  # grey + alpha (a PNG export)
     if data.ndim == 3 and data.shape[-1] in (3, 4) and n_axes == 2:
         rgb = data[..., :3]

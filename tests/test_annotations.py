@@ -191,3 +191,15 @@ def test_coloured_marks_and_grey_alpha_exports(tmp_path, model):
     false_colour = np.dstack([plain, 255 - plain, plain // 2])
     Image.fromarray(false_colour).save(tmp_path/'false.png')
     with pytest.raises(Exception, match='colour image'): load_micrograph(tmp_path/'false.png', nm_per_px=0.05)
+
+
+def test_greyscale_rgb_tiff_is_read(tmp_path):
+    "An RGB TIFF with equal channels (read by RosettaSciIO as a structured R/G/B array) is a grey micrograph (issue 24)."
+    import tifffile
+    from hrtem_np.io import load_micrograph
+    g = (np.random.default_rng(0).random((64, 64))*255).astype(np.uint8)
+    tifffile.imwrite(tmp_path/'rgb.tif', np.dstack([g, g, g]), photometric='rgb')
+    m = load_micrograph(tmp_path/'rgb.tif', nm_per_px=0.05)
+    assert m.image.shape == (64, 64) and np.array_equal(m.image, g)
+    tifffile.imwrite(tmp_path/'fc.tif', np.dstack([g, 255 - g, g // 2]), photometric='rgb')
+    with pytest.raises(Exception, match='colour image'): load_micrograph(tmp_path/'fc.tif', nm_per_px=0.05)
