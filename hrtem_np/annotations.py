@@ -47,10 +47,11 @@ def _rect_core(c:np.ndarray, min_area:int):
     p = l == np.argmax(np.bincount(l.ravel())[1:]) + 1
     return p if _is_rect(p, min_area) else None
 
-def _ring_step(a, c, span, r0=1, r1=3):
-    "|value of component c − median of the ring r0…r1 px around it| / span (c is a boolean crop of `a`)."
+def _ring_step(a, c, span, r0=1, r1=3, exclude=None):
+    "|median of component c − median of the ring r0…r1 px around it (less `exclude`)| / span (c: a boolean crop of `a`)."
     ring = ndi.binary_dilation(c, iterations=r1) & ~ndi.binary_dilation(c, iterations=r0)
-    return abs(float(a[c][0]) - float(np.median(a[ring]))) / span if ring.any() else 0.0
+    if exclude is not None: ring &= ~exclude
+    return abs(float(np.median(a[c])) - float(np.median(a[ring]))) / span if ring.any() else 0.0
 
 def _marks(a:np.ndarray, min_area:int=MIN_MARK_PX, min_step:float=MIN_STEP):
     "(mask of the flat, sharp-edged marks, list of (bounding slices, rectangle mask or None) per mark)."
@@ -79,7 +80,7 @@ def _marks(a:np.ndarray, min_area:int=MIN_MARK_PX, min_step:float=MIN_STEP):
 
 def find_annotations(image, # 2-D image (array or `Micrograph`) as exported: a burned-in scale bar, labels, arrows, frames
                      min_area_px:int=MIN_MARK_PX, # smallest flat mark looked at, px
-                     reach_px:int=12, # glyphs of a mark's colour within this distance (or half its length, or 5× its thickness) join it, px
+                     reach_px:int=12, # a bar's label joins it within this distance (or 0.6× its length, at most 6× its thickness), px
                      pad_px:int=PAD_PX, # margin added around everything found (anti-aliased edges), px
                     )->np.ndarray:
     "Boolean mask of burned-in annotations: flat, sharp-edged marks (bars, boxes, text, arrows, inset frames) and their labels."
@@ -100,9 +101,8 @@ def find_annotations(image, # 2-D image (array or `Micrograph`) as exported: a b
         ok = np.bincount(cl[~zone], minlength=n + 1) == 0; ok[0] = False  # wholly within reach of a mark
         for j, sl in enumerate(ndi.find_objects(cl), 1):
             if not ok[j]: continue
-            s4 = _grow(sl, 4, a.shape); c = cl[s4] == j
-            ring = ndi.binary_dilation(c, iterations=3) & ~ndi.binary_dilation(c, iterations=1) & ~keep[s4]
-            ok[j] = bool(ring.any()) and abs(float(np.median(a[s4][c])) - float(np.median(a[s4][ring]))) / span >= 0.3
+            s4 = _grow(sl, 4, a.shape)
+            ok[j] = _ring_step(a[s4], cl[s4] == j, span, exclude=keep[s4]) >= 0.3
         glyphs = ok[cl]
     else: glyphs = np.zeros_like(keep)
     keep = ndi.binary_fill_holes(keep) | glyphs  # a box with its text, an inset inside its frame (not a glyph's holes)
