@@ -106,8 +106,7 @@ def _card_only(model)->dict|None:
     try: card = json.loads((_SHIPPED if model is None else _stem(model)).with_suffix('.json').read_text(encoding='utf-8'))
     except (OSError, ValueError): return None
     if not isinstance(card, dict) or not card.get('weights_sha256'): return None
-    name = 'shipped U-Net (hrtem_unet)' if model is None else str(model)
-    return {'name': name, 'sha256': card['weights_sha256'], **card}
+    return {'name': _model_name(model), 'sha256': card['weights_sha256'], **card}
 
 def _resolve_model(model, # None (shipped U-Net), 'classical', a model path, or a Segmenter
                   )->tuple:
@@ -117,9 +116,11 @@ def _resolve_model(model, # None (shipped U-Net), 'classical', a model path, or 
                              'description': 'segment_classical: Gaussian blur (0.3 nm) + Otsu threshold, no network'}
     from hrtem_np.segment import Segmenter, load_model
     seg = model if isinstance(model, Segmenter) else load_model(model)
-    card = dict(seg.card)
-    name = 'shipped U-Net (hrtem_unet)' if model is None else str(model) if isinstance(model, (str, os.PathLike)) else 'Segmenter'
-    return seg, {'name': name, 'sha256': _weights_sha256(seg), **card}
+    return seg, {'name': _model_name(model), 'sha256': _weights_sha256(seg), **dict(seg.card)}
+
+def _model_name(model)->str:
+    "How the tables name a model: the shipped one, a path, or an in-memory Segmenter."
+    return 'shipped U-Net (hrtem_unet)' if model is None else str(model) if isinstance(model, (str, os.PathLike)) else 'Segmenter'
 
 # %% ../nbs/08_batch.ipynb
 MIN_CONFIDENCE = 0.7  # default rule: particles less confident are dropped (calibrated on the robustness bench, see nbs/05_evaluate.ipynb)
