@@ -11,7 +11,7 @@ from skimage.measure import label as _label_equal
 
 # %% auto 0
 __all__ = ['MIN_MARK_PX', 'MIN_STEP', 'PAD_PX', 'find_annotations', 'to_uint8', 'add_annotations', 'find_scale_bar',
-           'ignore_mask', 'parse_rectangles', 'fill_excluded']
+           'ignore_mask', 'rectangles', 'parse_rectangles', 'fill_excluded']
 
 # %% ../nbs/00a_annotations.ipynb
 MIN_MARK_PX = 40  # smallest flat mark (bar, box, arrow, glyph group) that is looked at, px
@@ -191,14 +191,19 @@ def ignore_mask(shape:tuple, # (rows, cols) of the image
             raise ValueError(f"{name}: the ignore mask is {ignore.shape[0]}×{ignore.shape[1]} px but the image is "
                              f"{shape[0]}×{shape[1]}. Fix: draw the mask on this image (same size).")
         return ignore.astype(bool)
+    for r in rectangles(ignore, name):
+        x, y, w, h = (int(round(v)) for v in r)
+        if w <= 0 or h <= 0: raise ValueError(f"{name}: ignore rectangle {r!r} has no area (width and height must be > 0).")
+        out[max(y, 0):max(y + h, 0), max(x, 0):max(x + w, 0)] = True
+    return out
+
+def rectangles(ignore, name:str='image')->list:
+    "One (x, y, width, height) rectangle or a list of them, as a checked list of 4-float lists."
     rects = [ignore] if len(ignore) == 4 and all(np.isscalar(v) for v in ignore) else list(ignore)
     for r in rects:
         if len(r) != 4 or not all(np.isscalar(v) for v in r):
             raise ValueError(f"{name}: ignore rectangle {r!r} is not (x, y, width, height) in px.")
-        x, y, w, h = (int(round(float(v))) for v in r)
-        if w <= 0 or h <= 0: raise ValueError(f"{name}: ignore rectangle {r!r} has no area (width and height must be > 0).")
-        out[max(y, 0):max(y + h, 0), max(x, 0):max(x + w, 0)] = True
-    return out
+    return [[float(v) for v in r] for r in rects]
 
 def parse_rectangles(text:str)->list:
     "Rectangles from 'x,y,w,h;x,y,w,h' (the CLI's --ignore)."

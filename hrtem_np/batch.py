@@ -211,10 +211,9 @@ def _ignore_spec(ignore):
     "An ignore region as JSON can hold it: a mask file path, or a list of [x, y, w, h] rectangles (checked)."
     if ignore is None: return None
     if isinstance(ignore, (str, os.PathLike)): return str(ignore)
-    from hrtem_np.annotations import ignore_mask
+    from hrtem_np.annotations import ignore_mask, rectangles
     ignore_mask((1, 1), ignore)  # refuses what is not (x, y, w, h) rectangles now, not once per image
-    rects = [ignore] if len(ignore) == 4 and all(np.isscalar(v) for v in ignore) else list(ignore)
-    return [[float(v) for v in r] for r in rects]
+    return rectangles(ignore)
 
 CALIBRATION_RTOL = 0.01  # a calibration-table value further than this (relative) from the file's metadata is reported
 
