@@ -192,11 +192,12 @@ def _run_pipeline(m:Micrograph, # calibrated micrograph
     else: mask, proba = segment(ms, model=model, tta=opts['tta'], threshold=opts.get('threshold'), return_proba=True, progress=progress)
     if excluded.any(): mask = mask & ~excluded
     t['segment_s'] = time.perf_counter() - t0; t0 = time.perf_counter()
-    labels, parts = particles_from_mask(mask, m.nm_per_px, image=m.image, element=opts['element'],
+    labels, parts, gone = particles_from_mask(mask, m.nm_per_px, image=m.image, element=opts['element'],
                                         min_diameter_nm=opts['min_diameter_nm'], edge=opts['edge'], method=opts['method'],
                                         proba=proba, min_confidence=opts.get('min_confidence', 0.0),
-                                        ignore=excluded if excluded.any() else None)
+                                        ignore=excluded if excluded.any() else None, return_dropped=True)
     t['dropped'] = dict(parts.attrs.get('dropped', {}))
+    t['dropped_table'] = gone
     t['excluded_fraction'] = float(excluded.mean())
     t['measure_s'] = time.perf_counter() - t0; t0 = time.perf_counter()
     if opts['crystal'] and len(parts):
@@ -279,6 +280,7 @@ class Analysis:
     options: dict  # every option used (`analysis_options`)
     provenance: dict  # versions, model card, input file SHA-256, timings
     excluded: np.ndarray|None = None  # bool mask of the pixels not analysed (burned-in annotations, ignore regions)
+    dropped: pd.DataFrame|None = None  # the measured particles the rules left out, one row each with `drop_rule` and `drop_reason`
 
     @property
     def n_particles(self)->int: return len(self.particles)
@@ -324,12 +326,12 @@ def analyze(source, # a micrograph file, a `Micrograph`, or a 2-D array (then nm
     for k in ('scale_bar', 'calibration_note'):
         if k in m.metadata: inp[k] = m.metadata[k]
     if isinstance(ignore, np.ndarray): inp['ignore'] = f'boolean mask given as an array ({int(np.asarray(ignore, bool).sum())} px)'
-    dropped = t.pop('dropped', {})
+    dropped, gone = t.pop('dropped', {}), t.pop('dropped_table', None)
     timings = {'model_load_s': t_model, 'load_s': t_load, **t, 'total_s': time.perf_counter() - t0}
     prov = dict(created=time.strftime('%Y-%m-%dT%H:%M:%S%z'), environment=environment_info(), model=card,
                 options=opts, options_key=_options_key(opts), input=inp, timings_s=timings,
                 counts=dict(kept=len(parts), dropped=dropped))
-    return Analysis(m, mask, labels.astype(np.int32), parts, opts, prov, excluded)
+    return Analysis(m, mask, labels.astype(np.int32), parts, opts, prov, excluded, gone)
 
 # %% ../nbs/08_batch.ipynb
 IMAGE_COLUMNS = ['image', 'sample', 'status', 'error', 'note', 'corrected', 'corrections_note', 'n_particles', 'n_too_small',
@@ -337,7 +339,7 @@ IMAGE_COLUMNS = ['image', 'sample', 'status', 'error', 'note', 'corrected', 'cor
                  'calibration_source', 'height_px', 'width_px', 'load_s', 'segment_s', 'measure_s', 'crystal_s', 'write_s',
                  'total_s', 'sha256', 'size_bytes', 'corrections_sha256', 'options_key', 'output_dir',
                  'path']  # columns of images.csv, in order
-_IMAGE_FILES = ('result.json', 'labels.tif', 'mask.tif', 'particles.csv', 'overlay.png')  # what a batch writes per image
+_IMAGE_FILES = ('result.json', 'labels.tif', 'mask.tif', 'particles.csv', 'dropped.csv', 'overlay.png')  # what a batch writes per image
 _CORRECTED_FILES = ('particles_corrected.csv', 'labels_corrected.tif')  # written beside them when a review is replayed
 
 def _write_json(path, obj, overwrite=False):
@@ -377,11 +379,13 @@ def _save_table(path, parts:pd.DataFrame, name:str):
     out = parts.copy(); out.insert(0, 'image', name)
     atomic_write(path, lambda p: out.to_csv(p, index=False), overwrite=True)
 
-def _write_image_outputs(d:Path, m:Micrograph, mask, labels, parts:pd.DataFrame, name:str, overlays:bool, excluded=None)->str:
-    "Write labels.tif, mask.tif, particles.csv (and overlay.png) into `d`; returns a note ('' when all went well)."
+def _write_image_outputs(d:Path, m:Micrograph, mask, labels, parts:pd.DataFrame, name:str, overlays:bool, excluded=None,
+                         dropped:pd.DataFrame|None=None)->str:
+    "Write labels.tif, mask.tif, particles.csv, dropped.csv (and overlay.png) into `d`; returns a note ('' when all went well)."
     _save_image(d/'labels.tif', m, labels, 'particle labels (0 = background)')
     _save_image(d/'mask.tif', m, mask, 'segmentation mask before splitting and selection (1 = particle)', np.uint8)
     _save_table(d/'particles.csv', parts, name)
+    if dropped is not None: _save_table(d/'dropped.csv', dropped, name)  # every particle left out, with the reason
     if not overlays: return ''
     try: _save_overlay(m, labels, parts, d/'overlay.png', excluded)
     except Exception as e: return f"overlay not drawn ({type(e).__name__}: {e})"
@@ -475,9 +479,9 @@ def _analyze_file(path, # input file
                    height_px=m.shape[0], width_px=m.shape[1])
         mask, labels, parts, t, excluded = _run_pipeline(m, model, opts, progress=progress)
         t1 = time.perf_counter()
+        dropped, gone = t.pop('dropped', {}), t.pop('dropped_table', None)
         note = '; '.join(filter(None, [m.metadata.get('calibration_note', ''),
-                                       _write_image_outputs(d, m, mask, labels, parts, name, overlays, excluded)]))
-        dropped = t.pop('dropped', {})
+                                       _write_image_outputs(d, m, mask, labels, parts, name, overlays, excluded, gone)]))
         row.update(t, status='ok', n_particles=len(parts), note=note, n_too_small=dropped.get('too_small'),
                    n_low_confidence=dropped.get('low_confidence'), n_edge_excluded=dropped.get('edge'),
                    n_found=len(parts) + sum(dropped.values()))  # found = kept + too small + low confidence + at the edge
@@ -552,7 +556,7 @@ def _run_tasks(tasks:list, # (path, name, key, out_dir, opts) per input
         for i, t in enumerate(tasks): yield i, _analyze_file(*t, model=model, **kw)
 
 # %% ../nbs/08_batch.ipynb
-_TABLES = ('particles.csv', 'images.csv', 'summary.xlsx', 'provenance.json', 'particles.parquet', 'summary.png', 'summary.svg',
+_TABLES = ('particles.csv', 'dropped.csv', 'images.csv', 'summary.xlsx', 'provenance.json', 'particles.parquet', 'summary.png', 'summary.svg',
            'summary.pdf')
 XLSX_SIGNIFICANT = 4  # the xlsx shows floats to this many significant digits (the CSV files keep full precision)
 
@@ -598,7 +602,8 @@ def _done(images:pd.DataFrame)->pd.DataFrame:
 def _read_particles(path)->pd.DataFrame:
     "A per-image particles.csv, with text columns kept as text (hkl '020' must not become the number 20)."
     cols = pd.read_csv(path, nrows=0).columns
-    df = pd.read_csv(path, dtype={c: str for c in cols if c.startswith('hkl') or c in ('image', 'zone_axis', 'reason', 'flag_reason')})
+    df = pd.read_csv(path, dtype={c: str for c in cols if c.startswith('hkl') or c in ('image', 'zone_axis', 'reason', 'flag_reason',
+                                                                                        'drop_rule', 'drop_reason')})
     if 'flag_reason' in df: df['flag_reason'] = df['flag_reason'].fillna('')  # '' (not flagged) is read back as ''
     return df
 
@@ -619,6 +624,14 @@ def _gather_particles(out_dir:Path, images:pd.DataFrame)->pd.DataFrame:
     if tables: return tables[0]  # no particle anywhere: the columns of the (empty) per-image table
     t = empty_particle_table(); t.insert(0, 'image', pd.Series(dtype=str))
     return t
+
+def _gather_dropped(out_dir:Path, images:pd.DataFrame)->pd.DataFrame:
+    "Every particle the rules left out (too small, low confidence, at the edge), with its image and reason, in input order."
+    d = [out_dir/r['output_dir']/'dropped.csv' for _, r in _done(images).iterrows()]
+    tables = [_read_particles(p) for p in d if p.exists()]
+    found = [t for t in tables if len(t)]
+    if found: return pd.concat(found, ignore_index=True)
+    return tables[0] if tables else pd.DataFrame(columns=['image', 'instance', 'drop_rule', 'drop_reason'])
 
 _COUNTS = ['n_found', 'n_too_small', 'n_low_confidence', 'n_edge_excluded']  # what analysis found and dropped, per image
 
@@ -682,12 +695,15 @@ def _batch_figure(out_dir:Path, images:pd.DataFrame, particles:pd.DataFrame, opt
     return fig
 
 # %% ../nbs/08_batch.ipynb
-def _write_tables(out_dir:Path, images:pd.DataFrame, particles:pd.DataFrame, prov:dict, parquet:bool, files:dict)->dict:
+def _write_tables(out_dir:Path, images:pd.DataFrame, particles:pd.DataFrame, prov:dict, parquet:bool, files:dict,
+                  dropped:pd.DataFrame|None=None)->dict:
     "Write the batch tables and provenance (atomically; they are rebuilt on every run); returns all output paths."
-    files = {**files, 'images': out_dir/'images.csv', 'particles': out_dir/'particles.csv',
+    files = {**files, 'images': out_dir/'images.csv', 'particles': out_dir/'particles.csv', 'dropped': out_dir/'dropped.csv',
              'xlsx': out_dir/'summary.xlsx', 'provenance': out_dir/'provenance.json'}
+    dropped = pd.DataFrame(columns=['image', 'instance', 'drop_rule', 'drop_reason']) if dropped is None else dropped
     atomic_write(files['images'], lambda p: images.to_csv(p, index=False), overwrite=True)
     atomic_write(files['particles'], lambda p: particles.to_csv(p, index=False), overwrite=True)
+    atomic_write(files['dropped'], lambda p: dropped.to_csv(p, index=False), overwrite=True)
     stats = _statistics(particles, images)
     flat = pd.DataFrame([(k, json.dumps(v, default=str) if isinstance(v, (dict, list)) else v)
                          for k, v in {**prov['environment'], **prov['options'], 'model_card': prov['model'],
@@ -697,6 +713,7 @@ def _write_tables(out_dir:Path, images:pd.DataFrame, particles:pd.DataFrame, pro
             if len(particles) < 1_048_000: _rounded(particles).to_excel(w, sheet_name='particles', index=False)
             images.to_excel(w, sheet_name='images', index=False)
             _rounded(stats).to_excel(w, sheet_name='statistics', index=False)
+            if len(dropped) < 1_048_000: _rounded(dropped).to_excel(w, sheet_name='dropped', index=False)
             flat.to_excel(w, sheet_name='provenance', index=False)
     atomic_write(files['xlsx'], xlsx, overwrite=True)
     if parquet:
@@ -716,6 +733,7 @@ class BatchResult:
     particles: pd.DataFrame  # particles.csv: one row per particle, with its `image`
     files: dict  # name → path of the batch outputs (particles, images, xlsx, provenance, figure …)
     provenance: dict  # the content of provenance.json
+    dropped: pd.DataFrame|None = None  # dropped.csv: the particles the rules left out, with `image`, `drop_rule`, `drop_reason`
 
     def _n(self, status): return int((self.images['status'] == status).sum())
     @property
@@ -913,7 +931,9 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
             figs.update(figure=paths[0], figure_svg=paths[1], figure_pdf=paths[2])  # raster for a glance, vector for the paper
             plt.close(fig)
         except Exception as e: prov['figure_note'] = f"summary figure not drawn ({type(e).__name__}: {e})"
-    res = BatchResult(out_dir, images, particles, _write_tables(out_dir, images, particles, prov, parquet, figs), prov)
+    dropped = _gather_dropped(out_dir, images)
+    res = BatchResult(out_dir, images, particles, _write_tables(out_dir, images, particles, prov, parquet, figs, dropped), prov,
+                      dropped)
     stale = res.corrections_not_applied
     if len(stale):
         warnings.warn(f"review corrections of {len(stale)} image(s) not applied (they do not fit these results; see "

@@ -138,7 +138,7 @@ _EXIT_STATUS = ('exit status: 0 all inputs analysed, 2 some inputs failed or rev
 
 def _add_analyze(sub):
     p = sub.add_parser('analyze', help='analyse micrographs (files and/or folders) into tables, figures and provenance',
-                       description='Segment, split and measure every micrograph; write particles.csv, images.csv, '
+                       description='Segment, split and measure every micrograph; write particles.csv, dropped.csv, images.csv, '
                                    'summary.xlsx, overlays, label images and provenance.json into --out.',
                        epilog=_EXIT_STATUS)
     p.add_argument('paths', nargs='+', type=Path, metavar='PATHS', help='micrograph files and/or folders')

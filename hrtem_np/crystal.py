@@ -17,11 +17,11 @@ from matplotlib.patches import Circle
 from .io import Micrograph, as_micrograph
 
 # %% auto 0
-__all__ = ['FCC_A_NM', 'CUBIC_A_NM', 'CARBON_D_NM', 'JPEG_BLOCK_PX', 'MAX_ELONGATION', 'allowed_hkl', 'LatticeReference',
-           'lattice_reference', 'alloy_reference', 'vegard_fraction', 'fringe_pattern', 'zone_fringes', 'Diffractogram',
-           'diffractogram', 'find_reflections', 'Indexing', 'index_reflections', 'reflection_artefact',
-           'lattice_spacings', 'particle_reflections', 'LatticeCalibration', 'calibrate_from_lattice',
-           'plot_diffractogram']
+__all__ = ['FCC_A_NM', 'CUBIC_A_NM', 'CARBON_D_NM', 'JPEG_BLOCK_PX', 'MAX_ELONGATION', 'INFO_LIMIT_NM', 'allowed_hkl',
+           'LatticeReference', 'lattice_reference', 'alloy_reference', 'vegard_fraction', 'fringe_pattern',
+           'zone_fringes', 'Diffractogram', 'diffractogram', 'find_reflections', 'Indexing', 'index_reflections',
+           'reflection_artefact', 'lattice_spacings', 'particle_reflections', 'LatticeCalibration',
+           'calibrate_from_lattice', 'plot_diffractogram']
 
 # %% ../nbs/04_crystal.ipynb
 FCC_A_NM = {'Au': 0.40782, 'Ag': 0.40853, 'Pt': 0.39242, 'Pd': 0.38907, 'Cu': 0.36149}  # fcc metals, a in nm at room temperature
@@ -453,6 +453,7 @@ def _acute(a1, a2):
 CARBON_D_NM = (0.32, 0.37)  # graphitic carbon fringes: graphite (002) 0.335 nm, turbostratic layers up to ≈ 0.37 nm
 JPEG_BLOCK_PX = 8  # JPEG compresses 8×8-px blocks: their edges give reflections at d = 8·nm_per_px/k along the image axes
 MAX_ELONGATION = 3.0  # a peak more than 3× longer radially than across is the streak of a straight edge, not a lattice spot
+INFO_LIMIT_NM = 0.05  # finer spacings are beyond the information limit of any (S)TEM: scan noise or pixel patterns, not fringes
 
 def reflection_artefact(d_nm:float, # spacing, nm
                         azimuth_deg:float, # direction of g, degrees
@@ -460,7 +461,8 @@ def reflection_artefact(d_nm:float, # spacing, nm
                         nm_per_px:float, # pixel size, nm
                         tol:float=0.02, # relative tolerance on the JPEG block harmonics
                        )->str:
-    "Why a reflection is not a metal lattice fringe ('graphitic carbon', 'JPEG 8-px block', 'edge streak'), or '' when it may be one."
+    "Why a reflection is not a metal lattice fringe ('beyond information limit', 'graphitic carbon', 'JPEG 8-px block', 'edge streak'), or ''."
+    if d_nm < INFO_LIMIT_NM: return 'beyond information limit'
     if CARBON_D_NM[0] <= d_nm <= CARBON_D_NM[1]: return 'graphitic carbon'
     if min(azimuth_deg % 90, 90 - azimuth_deg % 90) <= 3 and any(
             abs(d_nm/(JPEG_BLOCK_PX*nm_per_px/k) - 1) <= tol for k in range(1, JPEG_BLOCK_PX//2 + 1)): return 'JPEG 8-px block'
@@ -502,6 +504,9 @@ def _particle_result(m, labels, lab, bbox, ref, alloy, o):
     if ix.reflections.hkl.isna().all():  # fringes, but none of the stated metal's lattice: not called crystalline
         row['crystalline'] = False
         row['reason'] = f"{len(refl)} reflection(s) (d1 = {refl.d_nm.iloc[0]:.3f} nm), none indexes to {ref.name} within {o['tol_pct']:.3g} %"
+    elif pd.isna(ix.reflections.hkl.iloc[0]):  # called on a weaker set: another lattice may share that spacing
+        row['reason'] = (f"crystalline by a weaker reflection; the strongest (d1 = {refl.d_nm.iloc[0]:.3f} nm) does not index to "
+                         f"{ref.name}: check the element")
     row |= {'lattice_a_nm': ix.lattice_a_nm, 'multi_domain': ix.multi_domain, 'zone_axis': ix.zone_axis}
     if alloy: row['vegard_x'] = vegard_fraction(ix.lattice_a_nm, *alloy)
     else: row['strain_pct'] = ix.strain_pct

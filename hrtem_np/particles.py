@@ -14,8 +14,9 @@ from .io import Micrograph, CalibrationError
 from .synth import ELEMENTS, EDGE_INSET_NM
 
 # %% auto 0
-__all__ = ['PARTICLE_COLUMNS', 'SPLIT_METHODS', 'EDGE_POLICIES', 'empty_particle_table', 'columns_markdown', 'n_atoms_fcc',
-           'Instances', 'measure_particles', 'split_particles', 'select_particles', 'particles_from_mask']
+__all__ = ['PARTICLE_COLUMNS', 'SPLIT_METHODS', 'EDGE_POLICIES', 'DROP_RULES', 'empty_particle_table', 'columns_markdown',
+           'n_atoms_fcc', 'Instances', 'measure_particles', 'split_particles', 'dropped_particles', 'select_particles',
+           'particles_from_mask']
 
 # %% ../nbs/03_particles.ipynb
 PARTICLE_COLUMNS = {
@@ -527,6 +528,30 @@ def split_particles(mask, # binary particle mask (any non-zero pixel is particle
 
 # %% ../nbs/03_particles.ipynb
 EDGE_POLICIES = ('exclude', 'flag', 'keep')
+DROP_RULES = ('too_small', 'low_confidence', 'edge')  # why a measured particle is left out of the table, in the order tested
+
+def _drop_rules(table:pd.DataFrame, min_diameter_nm:float, edge:str, min_confidence:float)->np.ndarray:
+    "Per row, the first rule of `DROP_RULES` that drops it, or '' when it is kept."
+    if edge not in EDGE_POLICIES: raise ValueError(f"edge={edge!r}; use one of {EDGE_POLICIES}.")
+    small = table['diameter_nm'].to_numpy() < min_diameter_nm
+    unsure = table['confidence'].to_numpy(float) < min_confidence      # NaN < x is False: kept
+    at_edge = table['touches_edge'].to_numpy(bool) & (edge == 'exclude')
+    return np.select([small, unsure, at_edge], list(DROP_RULES), '').astype(object)
+
+def dropped_particles(table:pd.DataFrame, # from `measure_particles` (before selection)
+                      min_diameter_nm:float=0.5, # the selection's rules, as given to `select_particles`
+                      edge:str='exclude',
+                      min_confidence:float=0.0,
+                     )->pd.DataFrame:
+    "The rows `select_particles` leaves out, with `drop_rule` and a `drop_reason` that states the measured value and the rule."
+    rule = _drop_rules(table, min_diameter_nm, edge, min_confidence)
+    out = table[rule != ''].copy()
+    out.insert(1, 'drop_rule', rule[rule != ''])
+    why = {'too_small': lambda r: f"too small: diameter {r.diameter_nm:.3g} nm < min_diameter_nm {min_diameter_nm:g} nm",
+           'low_confidence': lambda r: f"low confidence: {r.confidence:.2f} < min_confidence {min_confidence:g}",
+           'edge': lambda r: "cut by the image border or an excluded region (edge='exclude')"}
+    out.insert(2, 'drop_reason', [why[r.drop_rule](r) for r in out.itertuples()])
+    return out.rename(columns={'label': 'instance'}).reset_index(drop=True)
 
 def select_particles(labels:np.ndarray, # int label image the table was measured on
                      table:pd.DataFrame, # from `measure_particles`
@@ -535,13 +560,9 @@ def select_particles(labels:np.ndarray, # int label image the table was measured
                      min_confidence:float=0.0, # drop particles whose `confidence` is below this (NaN is kept), 0…1
                     )->tuple:
     "(labels, table) with the rules applied and the kept particles renumbered 1…n; `table.attrs['dropped']` counts each rule's drops."
-    if edge not in EDGE_POLICIES: raise ValueError(f"edge={edge!r}; use one of {EDGE_POLICIES}.")
-    small = table['diameter_nm'].to_numpy() < min_diameter_nm
-    unsure = ~small & (table['confidence'].to_numpy(float) < min_confidence)   # NaN < x is False: kept
-    at_edge = ~small & ~unsure & table['touches_edge'].to_numpy(bool) & (edge == 'exclude')
-    keep = ~(small | unsure | at_edge)
-    out = table[keep].sort_values('label').reset_index(drop=True)
-    out.attrs['dropped'] = dict(too_small=int(small.sum()), low_confidence=int(unsure.sum()), edge=int(at_edge.sum()))
+    rule = _drop_rules(table, min_diameter_nm, edge, min_confidence)
+    out = table[rule == ''].sort_values('label').reset_index(drop=True)
+    out.attrs['dropped'] = {k: int((rule == k).sum()) for k in DROP_RULES}
     if edge == 'flag':
         out['flag_reason'] = [_reasons(r, 'touches the image border or an excluded region' if e else '')
                               for r, e in zip(out['flag_reason'], out['touches_edge'])]
@@ -572,8 +593,9 @@ def particles_from_mask(mask, # binary particle mask (non-zero = particle), e.g.
                         proba=None, # the segmentation's particle probability map, for `confidence`
                         min_confidence:float=0.0, # particles with a lower `confidence` are dropped, 0…1
                         ignore=None, # boolean mask of excluded pixels (annotations, ignore regions): no particle there; those cut by it count as edge particles
+                        return_dropped:bool=False, # also return the dropped particles' rows, each with its `drop_reason`
                        )->tuple:
-    "(labels, table): split, measure and select the particles of a mask; labels match `table.label`."
+    "(labels, table): split, measure and select the particles of a mask; labels match `table.label`. With `return_dropped`: (labels, table, dropped)."
     if edge not in EDGE_POLICIES: raise ValueError(f"edge={edge!r}; use one of {EDGE_POLICIES}.")
     if ignore is not None:
         ignore = np.asarray(ignore, bool)
@@ -586,4 +608,6 @@ def particles_from_mask(mask, # binary particle mask (non-zero = particle), e.g.
     if ignore is not None and ignore.any() and len(table):  # cut by an excluded region: like a particle cut by the border
         cut = np.unique(inst.labels[ndi.binary_dilation(ignore) & (inst.labels > 0)])
         table['touches_edge'] = table['touches_edge'].to_numpy(bool) | table['label'].isin(cut).to_numpy()
-    return select_particles(inst.labels, table, min_diameter_nm=min_diameter_nm, edge=edge, min_confidence=min_confidence)
+    labels, kept = select_particles(inst.labels, table, min_diameter_nm=min_diameter_nm, edge=edge, min_confidence=min_confidence)
+    if not return_dropped: return labels, kept
+    return labels, kept, dropped_particles(table, min_diameter_nm, edge, min_confidence)

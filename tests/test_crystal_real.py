@@ -104,3 +104,52 @@ def test_corrected_calibration_gives_nominal_lattice(sto):
     cal = calibrate_from_lattice(sto, lattice_reference('SrTiO3'))
     df = lattice_spacings(as_micrograph(sto, cal.nm_per_px), np.ones(sto.shape, np.int32), 'SrTiO3')
     assert df.lattice_a_nm[0] == pytest.approx(A_STO, rel=0.01)
+
+
+# --- the crystallinity rule on real particle images (issue 23; benchmarks/crystallinity_real.py prints the summary) ---
+
+@pytest.fixture(scope='module')
+def au_haadf(vendor):
+    "The real Au nanoparticle HAADF-STEM image (temul), analysed as a user would, with lattice spacings."
+    path = vendor/'temul'/'example_Au_nanoparticle.emd'
+    if not path.exists(): pytest.skip(f"{path} not found (needs the shared data checkout)")
+    from hrtem_np.batch import analyze
+    return analyze(path, element='Au', crystal=True, edge='flag', progress=False)
+
+
+def test_real_au_particles_index_as_au(au_haadf):
+    t = au_haadf.particles
+    assert len(t) >= 6
+    big = t[t.diameter_nm > 3]
+    assert big.crystalline.fillna(False).mean() >= 0.8           # the lattice-resolved Au particles are called crystalline
+    ref = lattice_reference('Au')
+    for i in range(1, 7):                                          # every indexed spacing is within 5 % of its Au family
+        hit = t[t[f'hkl{i}'].notna()]
+        for d, h in zip(hit[f'd{i}_nm'], hit[f'hkl{i}']):
+            assert abs(d/ref.d_nm(tuple(int(c) for c in h)) - 1) <= 0.05, (d, h)
+    fam = {h for i in range(1, 7) for h in t[f'hkl{i}'].dropna()}
+    assert {'200', '220'} <= fam
+
+
+def test_real_scan_noise_is_not_a_lattice(au_haadf):
+    t = au_haadf.particles
+    # at 0.0075 nm/px, STEM scan noise gives peaks at 0.015-0.04 nm: rejected, never reported as spacings
+    assert t.rejected.dropna().str.contains('beyond information limit').sum() >= 4
+    d = t[[f'd{i}_nm' for i in range(1, 7)]].to_numpy(float)
+    assert np.nanmin(d) >= 0.05
+
+
+def test_wrong_element_is_pointed_out(vendor):
+    "A perovskite-like lattice (0.29 / 0.205 nm) analysed as Au: its 200 spacing matches Au 200, the strongest does not."
+    path = vendor/'ncempy'/'Acquisition_18.emd'
+    if not path.exists(): pytest.skip(f"{path} not found (needs the shared data checkout)")
+    from hrtem_np.batch import analyze
+    a = analyze(path, element='Au', crystal=True, edge='flag', progress=False)
+    t = a.particles
+    warned = t.reason.fillna('').str.contains('check the element')
+    assert warned.sum() >= 0.6*len(t)
+    s = lattice_spacings(a.micrograph, a.labels, element='SrTiO3')   # the right lattice: indexed by its strongest spacing
+    assert s.crystalline.all()
+    # at most one particle whose strongest spacing sits just past the 5 % tolerance (0.290 nm vs 110 at 1.04 x 0.276 nm)
+    assert s.reason.fillna('').str.contains('check the element').sum() <= 1 < warned.sum()
+    assert s.lattice_a_nm.median() == pytest.approx(0.406, abs=0.006)   # 4 % above SrTiO3, as the STO file's calibration
