@@ -6,16 +6,17 @@
 from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
-import hashlib, json, math, os, time, warnings
+import hashlib, json, math, os, shutil, time, warnings
+from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 from .io import Micrograph, CalibrationError, load_micrograph, as_micrograph, save_micrograph, atomic_write, file_sha256, SUPPORTED_EXTENSIONS
 from .corrections import CORRECTIONS_FILE, CorrectionsError, apply_corrections_file
 
 # %% auto 0
-__all__ = ['MIN_CONFIDENCE', 'CALIBRATION_RTOL', 'IMAGE_COLUMNS', 'MAX_OVERLAY_PX', 'XLSX_SIGNIFICANT', 'find_micrographs',
-           'environment_info', 'analysis_options', 'Analysis', 'analyze', 'BatchResult', 'BatchError',
-           'read_calibration', 'analyze_folder']
+__all__ = ['MIN_CONFIDENCE', 'CALIBRATION_RTOL', 'IMAGE_COLUMNS', 'MAX_OVERLAY_PX', 'XLSX_SIGNIFICANT', 'LOCK_FILE',
+           'find_micrographs', 'environment_info', 'analysis_options', 'Analysis', 'analyze', 'BatchResult',
+           'BatchError', 'read_calibration', 'analyze_folder']
 
 # %% ../nbs/08_batch.ipynb
 def _expand(folder_or_paths, pattern:str='*', recursive:bool=False, exclude=()):
@@ -50,17 +51,27 @@ def find_micrographs(folder_or_paths, # a folder, a file, or a list of folders/f
 # %% ../nbs/08_batch.ipynb
 import re
 
-def _image_keys(paths:list)->list:
-    "(image name, output-folder key) for each input path: unique, file-system safe, stable across runs."
-    paths = [Path(p) for p in paths]
-    names = [p.name for p in paths]
-    if len(set(names)) < len(names):
+def _image_keys(paths:list, # input files
+                roots:list=(), # the folders they were found in (names are relative to them)
+               )->list:
+    "(image name, output-folder key) per input: unique, file-system safe, and stable when other files come and go."
+    paths, roots = [Path(p) for p in paths], [Path(r).resolve() for r in roots]
+    def rel(p):  # a file found in a given folder is named by its path inside it (a/x.tif), a named file by its name
+        r = p.resolve()
+        for root in roots:
+            if root in r.parents: return r.relative_to(root).as_posix()
+        return p.name
+    names = [rel(p) for p in paths]
+    if len(set(names)) < len(names):  # the same relative name under two roots (or two named files): the common parent
         root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
-        names = [p.resolve().relative_to(root).as_posix() for p in paths]
-    stems = [re.sub(r'[^A-Za-z0-9._-]+', '_', p.stem) or 'image' for p in paths]
-    dup = {s for s in stems if stems.count(s) > 1}
-    keys = [f"{s}-{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:6]}" if s in dup else s
-            for s, p in zip(stems, paths)]
+        names = [p.resolve().relative_to(root).as_posix() if n in {m for m in names if names.count(m) > 1} else n
+                 for n, p in zip(names, paths)]
+    safe = lambda s: re.sub(r'[^A-Za-z0-9._-]+', '_', s) or 'image'
+    keys = ['__'.join(safe(part) for part in Path(n).with_suffix('').parts) for n in names]  # a/x.tif → a__x
+    dup = {k for k in keys if keys.count(k) > 1}   # x.tif beside x.dm4: the extension tells them apart
+    keys = ['__'.join(safe(part) for part in Path(n).parts) if k in dup else k for k, n in zip(keys, names)]
+    dup = {k for k in keys if keys.count(k) > 1}
+    keys = [f"{k}-{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:6]}" if k in dup else k for k, p in zip(keys, paths)]
     return list(zip(names, keys))
 
 # %% ../nbs/08_batch.ipynb
@@ -451,6 +462,43 @@ def _refresh_corrections(d:Path, # the image's output folder
     what = 'added' if before is None else 'removed' if sha is None else 'changed'
     return {**row, **upd, 'note': f"{row.get('note') or ''}; {CORRECTIONS_FILE} {what} since: replayed on them"}
 
+_PARTIAL, _OLD = '.partial-', '.old-'  # hidden folders beside images/<key> while an image's results are written / swapped in
+
+def _staging(d:Path)->Path:
+    "A fresh hidden folder beside `d` to write an image's results into, holding copies of the user's files in `d` (corrections.json)."
+    for old in d.parent.glob(f".{d.name}{_PARTIAL}*"): shutil.rmtree(old, ignore_errors=True)  # a dead worker's, for this image
+    tmp = d.parent/f".{d.name}{_PARTIAL}{os.getpid()}"
+    tmp.mkdir(parents=True)
+    if d.is_dir():
+        for f in d.iterdir():  # a saved review (or any file the user put there) follows the image
+            if f.is_file() and f.name not in _IMAGE_FILES + _CORRECTED_FILES and not f.name.startswith('.'): shutil.copy2(f, tmp/f.name)
+    return tmp
+
+def _publish(tmp:Path, d:Path):
+    "Swap the complete folder `tmp` in as `d` (two renames); a crash in between is repaired by `_clean_temporaries`."
+    if d.exists():
+        old = d.parent/f".{d.name}{_OLD}{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(d, old); os.replace(tmp, d)
+        shutil.rmtree(old, ignore_errors=True)
+    else: os.replace(tmp, d)
+
+def _clean_temporaries(out_dir:Path)->list:
+    "Remove what a killed run left (staging folders, half-written hidden files); put back a folder caught mid-swap. Returns what was done."
+    done, images = [], out_dir/'images'
+    for p in sorted(images.glob(f'.*{_OLD}*')) if images.is_dir() else []:
+        d = images/p.name[1:p.name.index(_OLD)]
+        if not d.exists(): os.replace(p, d); done.append(f"restored {d.name} (run killed while replacing it)")
+        else: shutil.rmtree(p, ignore_errors=True); done.append(f"removed {p.name}")
+    for p in sorted(images.glob(f'.*{_PARTIAL}*')) if images.is_dir() else []:
+        shutil.rmtree(p, ignore_errors=True); done.append(f"removed {p.name} (unfinished results of a killed run)")
+    ours = [Path(n) for n in _TABLES + _IMAGE_FILES + _CORRECTED_FILES]
+    for folder in [out_dir, *(sorted(images.iterdir()) if images.is_dir() else [])]:
+        for p in folder.glob('.*') if folder.is_dir() else []:
+            if p.is_file() and any(p.name.startswith(f'.{n.stem}.') and p.name.endswith(n.suffix) for n in ours):
+                p.unlink(missing_ok=True); done.append(f"removed {p.relative_to(out_dir)} (half-written file of a killed run)")
+    return done
+
 def _analyze_file(path, # input file
                   name:str, # its `image` name in the tables
                   key:str, # its output folder: out_dir/images/<key>
@@ -463,7 +511,7 @@ def _analyze_file(path, # input file
                   progress:bool=False, # a progress bar over the tiles of a large micrograph (serial runs)
                  )->dict:
     "Analyse one file into out_dir/images/<key>/ and return its `images.csv` row; a bad input gives status 'failed'."
-    t0, path, d = time.perf_counter(), Path(path), Path(out_dir)/'images'/key
+    t0, path, d, tmp = time.perf_counter(), Path(path), Path(out_dir)/'images'/key, None
     row = dict.fromkeys(IMAGE_COLUMNS); row.update(image=name, status='failed', error='', note='', n_particles=0,
                                                    corrected=False, corrections_note='', options_key=_options_key(opts),
                                                    output_dir=f'images/{key}', path=str(path.resolve()))
@@ -473,7 +521,7 @@ def _analyze_file(path, # input file
         reused, refused = _earlier_result(d, row, resume, overwrite)
         if reused: return _refresh_corrections(d, reused, opts)
         if refused: return {**row, 'error': f"FileExistsError: {refused}", 'total_s': time.perf_counter() - t0}
-        for f in _IMAGE_FILES + _CORRECTED_FILES: (d/f).unlink(missing_ok=True)  # result.json first: a crash now leaves 'not done'
+        tmp = _staging(d)  # everything is written there; the folder appears under its name only when complete
         m = _load(path, opts)
         row.update(load_s=time.perf_counter() - t0, nm_per_px=m.nm_per_px, calibration_source=m.calibration_source,
                    height_px=m.shape[0], width_px=m.shape[1])
@@ -481,24 +529,36 @@ def _analyze_file(path, # input file
         t1 = time.perf_counter()
         dropped, gone = t.pop('dropped', {}), t.pop('dropped_table', None)
         note = '; '.join(filter(None, [m.metadata.get('calibration_note', ''),
-                                       _write_image_outputs(d, m, mask, labels, parts, name, overlays, excluded, gone)]))
+                                       _write_image_outputs(tmp, m, mask, labels, parts, name, overlays, excluded, gone)]))
         row.update(t, status='ok', n_particles=len(parts), note=note, n_too_small=dropped.get('too_small'),
                    n_low_confidence=dropped.get('low_confidence'), n_edge_excluded=dropped.get('edge'),
                    n_found=len(parts) + sum(dropped.values()))  # found = kept + too small + low confidence + at the edge
-        row.update(_apply_image_corrections(d, name, lambda: (m, mask, labels, parts)), write_s=time.perf_counter() - t1)
+        row.update(_apply_image_corrections(tmp, name, lambda: (m, mask, labels, parts)), write_s=time.perf_counter() - t1)
     except Exception as e:
         row['error'] = f"{type(e).__name__}: {e}"
     row['total_s'] = time.perf_counter() - t0
-    _write_json(d/'result.json', {**row, 'finished': time.strftime('%Y-%m-%dT%H:%M:%S'), 'options': opts}, overwrite=True)
+    if tmp is None: tmp = _staging(d)  # failed before analysis began: the failure is recorded the same way
+    _write_json(tmp/'result.json', {**row, 'finished': time.strftime('%Y-%m-%dT%H:%M:%S'), 'options': opts}, overwrite=True)
+    _publish(tmp, d)
     return row
 
 # %% ../nbs/08_batch.ipynb
 _WORKER_MODEL = None  # the model of a pool process, set once by `_init_worker`
 
-def _init_worker(model, n_threads:int):
-    "Pool-process initialiser: keep the model, limit threads, use a non-interactive plotting backend."
+def _watch_parent(pid:int, every_s:float=1.0):
+    "In a pool process: exit as soon as the batch's main process `pid` is gone (killed), instead of working on as an orphan."
+    import threading
+    def watch():
+        while True:
+            time.sleep(every_s)
+            if not _pid_alive(pid): os._exit(1)
+    threading.Thread(target=watch, daemon=True, name='hrtem_np-parent-watch').start()
+
+def _init_worker(model, n_threads:int, parent_pid:int|None=None):
+    "Pool-process initialiser: keep the model, limit threads, use a non-interactive plotting backend, end with the main process."
     global _WORKER_MODEL
     _WORKER_MODEL = model
+    if parent_pid is not None: _watch_parent(parent_pid)
     import matplotlib; matplotlib.use('Agg')
     import torch; torch.set_num_threads(max(1, n_threads))
 
@@ -524,6 +584,22 @@ def _crash_row(task:tuple, exc:BaseException)->dict:
     return row
 
 # %% ../nbs/08_batch.ipynb
+def _pool_round(tasks:list, idx:list, model, kw:dict, workers:int):
+    "Run tasks[idx] in one process pool; yield (i, row, None), or (i, None, error) for each image a broken pool lost."
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+    n = min(workers, len(idx))
+    ex = ProcessPoolExecutor(n, mp_context=_mp_context(), initializer=_init_worker,
+                             initargs=(model, max(1, (os.cpu_count() or 1)//n), os.getpid()))
+    try:
+        futs = {ex.submit(_analyze_file_in_worker, *tasks[i], **kw): i for i in idx}
+        for f in as_completed(futs):
+            i = futs[f]
+            try: yield i, f.result(), None
+            except BrokenProcessPool as e: yield i, None, e
+            except Exception as e: yield i, _crash_row(tasks[i], e), None
+    finally: ex.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: finished images are kept, queued ones dropped
+
 def _run_tasks(tasks:list, # (path, name, key, out_dir, opts) per input
                model, # 'classical' or a Segmenter
                kw:dict, # resume, overwrite, overlays
@@ -541,17 +617,17 @@ def _run_tasks(tasks:list, # (path, name, key, out_dir, opts) per input
             except Exception as e: yield i, _crash_row(tasks[i], e)
             f.release()
     elif workers > 1 and len(tasks) > 1:
-        from concurrent.futures import ProcessPoolExecutor, as_completed as pool_completed
-        n = min(workers, len(tasks))
-        ex = ProcessPoolExecutor(n, mp_context=_mp_context(), initializer=_init_worker,
-                                 initargs=(model, max(1, (os.cpu_count() or 1)//n)))
-        try:
-            futs = {ex.submit(_analyze_file_in_worker, *t, **kw): i for i, t in enumerate(tasks)}
-            for f in pool_completed(futs):
-                i = futs[f]
-                try: yield i, f.result()
-                except Exception as e: yield i, _crash_row(tasks[i], e)
-        finally: ex.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: finished images are kept, queued ones dropped
+        todo, tries = list(range(len(tasks))), {}
+        while todo:  # a dead worker (killed, out of memory) breaks its pool: the images it lost go again
+            solo = max(tries.get(i, 0) for i in todo) >= 2  # after two breaks, one image per pool: only the culprit pays
+            again = []
+            for grp in ([[i] for i in todo] if solo else [todo]):
+                for i, row, broke in _pool_round(tasks, grp, model, kw, workers):
+                    if broke is None: yield i, row; continue
+                    tries[i] = tries.get(i, 0) + 1
+                    if len(grp) == 1 and solo: yield i, _crash_row(tasks[i], broke)  # alone in its pool: it killed its worker
+                    else: again.append(i)
+            todo = sorted(again)
     else:
         for i, t in enumerate(tasks): yield i, _analyze_file(*t, model=model, **kw)
 
@@ -579,6 +655,12 @@ def _options_diff(old:dict, new:dict)->str:
 def _check_out_dir(out_dir:Path, opts:dict, resume:bool, overwrite:bool):
     "Refuse to mix with, or replace, earlier results in `out_dir` unless asked to."
     if overwrite or not out_dir.exists(): return
+    wrote = (_read_json(out_dir/'provenance.json') or {}).get('tables_sha256', {})
+    edited = [n for n, sha in wrote.items() if (out_dir/n).is_file() and file_sha256(out_dir/n) != sha]
+    if edited:
+        raise FileExistsError(f"{', '.join(str(out_dir/n) for n in edited)} changed since hrtem_np wrote them (edited by hand?); "
+                              "this run would rebuild them. Fix: copy your edits elsewhere and pass overwrite=True "
+                              "(CLI: --overwrite), or choose another output folder.")
     key = _options_key(opts)
     done = [r for r in (_read_json(p) for p in sorted(out_dir.glob('images/*/result.json'))) if r and r.get('status') == 'ok']
     other = [r for r in done if r.get('options_key') != key]
@@ -595,6 +677,47 @@ def _check_out_dir(out_dir:Path, opts:dict, resume:bool, overwrite:bool):
                               "output folder, or pass overwrite=True to replace them.")
 
 # %% ../nbs/08_batch.ipynb
+LOCK_FILE = '.hrtem_np.lock'  # in the output folder while a run writes into it: pid, host, start time
+
+def _pid_alive(pid:int)->bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+@contextmanager
+def _out_dir_lock(out_dir:Path):
+    "Hold out_dir/.hrtem_np.lock for a run (a second run into the folder is refused; a dead run's lock is taken over); yields what `_clean_temporaries` did."
+    f, me = out_dir/LOCK_FILE, dict(pid=os.getpid(), host=platform.node(), started=time.strftime('%Y-%m-%dT%H:%M:%S'))
+    for _ in range(3):
+        try: fd = os.open(f, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644); break
+        except FileExistsError:
+            other = _read_json(f) or {}
+            dead = (other.get('host') == me['host'] and isinstance(other.get('pid'), int) and not _pid_alive(other['pid'])) or \
+                   (not other and time.time() - f.stat().st_mtime > 10)   # empty and old: its writer died at once
+            if not dead:
+                raise FileExistsError(f"{out_dir} is in use by another hrtem_np run (pid {other.get('pid')} on {other.get('host')}, "
+                                      f"started {other.get('started')}). Fix: wait for it to finish, or choose another output "
+                                      f"folder; if no such run exists, delete {f}.") from None
+            f.unlink(missing_ok=True)  # that run was killed: take over
+    else: raise FileExistsError(f"could not take the lock {f}. Fix: make sure no other run writes into {out_dir}, then delete it.")
+    with os.fdopen(fd, 'w') as h: json.dump(me, h)
+    try: yield _clean_temporaries(out_dir)
+    finally: f.unlink(missing_ok=True)
+
+def _earlier_rows(out_dir:Path, keys:set)->list:
+    "images.csv rows of images that earlier runs analysed into `out_dir` and this run was not given: kept, never dropped silently."
+    rows = []
+    for f in sorted((out_dir/'images').glob('*/result.json')):
+        r = _read_json(f)
+        if f.parent.name in keys or not r or not r.get('output_dir'): continue
+        row = {k: r.get(k) for k in IMAGE_COLUMNS}
+        row['note'] = '; '.join(filter(None, [row.get('note') or '', f"earlier result kept: not among this run's inputs "
+                                                                       f"(analysed {r.get('finished', 'earlier')})"]))
+        if row['status'] == 'ok': row['status'] = 'skipped'
+        rows.append(row)
+    return rows
+
 def _done(images:pd.DataFrame)->pd.DataFrame:
     "Rows of images with results: analysed now (ok) or reused (skipped with an output folder)."
     return images[images['status'].isin(['ok', 'skipped']) & images['output_dir'].notna()]
@@ -719,6 +842,8 @@ def _write_tables(out_dir:Path, images:pd.DataFrame, particles:pd.DataFrame, pro
     if parquet:
         files['parquet'] = out_dir/'particles.parquet'
         atomic_write(files['parquet'], lambda p: particles.to_parquet(p, index=False), overwrite=True)
+    prov['tables_sha256'] = {files[k].name: file_sha256(files[k]) for k in ('images', 'particles', 'dropped', 'xlsx', 'parquet')
+                             if k in files}  # a later run refuses to replace a table edited since
     prov['outputs'] = sorted(f.name for f in files.values()) + ['images/<key>/{' + ', '.join(_IMAGE_FILES) + '}',
                        'images/<key>/{' + ', '.join(_CORRECTED_FILES) + '} (images with review corrections)']
     _write_json(files['provenance'], prov, overwrite=True)
@@ -885,60 +1010,63 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
     opts = analysis_options(card, nm_per_px=nm_per_px, element=element, **options)
     _check_out_dir(out_dir, opts, resume, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = _image_keys(files + others)
-    roots = [p for p in items if Path(p).is_dir()]
-    if calibration is not None and opts['nm_per_px'] is not None:
-        raise ValueError("nm_per_px and calibration were both given. Fix: give one (nm_per_px applies to every file; "
-                         "the calibration table to the files it lists).")
-    cal = read_calibration(calibration, files, roots) if calibration is not None else {}
-    ign = (_per_file(ignore, files, roots, 'ignore') if isinstance(ignore, dict)
-           else dict.fromkeys(map(str, files), _ignore_spec(ignore)) if ignore is not None else {})
-    def file_opts(p):
-        o = dict(opts)
-        if str(p) in cal: o['calibration'] = cal[str(p)]
-        if ign.get(str(p)) is not None: o['ignore'] = ign[str(p)]
-        return o
-    tasks = [(str(p), n, k, str(out_dir), file_opts(p)) for p, (n, k) in zip(files, names)]
-    rows = [None]*len(tasks)
-    with tqdm(total=len(tasks), unit='image', desc='hrtem_np', disable=not progress) as bar:
-        kw = dict(resume=resume, overwrite=overwrite, overlays=overlays,
-                  progress=progress and client is None and (workers == 1 or len(tasks) == 1))  # tile bars only where one process runs
-        for i, row in _run_tasks(tasks, seg, kw, workers, client):
-            rows[i] = row; bar.update()
-            bar.set_postfix(failed=sum(r is not None and r['status'] == 'failed' for r in rows))
-    rows += [_other_row(p, n) for p, (n, _) in zip(others, names[len(files):])]
-    images = pd.DataFrame(rows, columns=IMAGE_COLUMNS)
-    images['corrected'], images['corrections_note'] = images['corrected'].eq(True), images['corrections_note'].fillna('')
-    given = {str(Path(k).resolve()): v for k, v in (_per_file(samples, files, roots, 'samples') if samples else {}).items()}
-    images['sample'] = [given.get(str(p), Path(str(p)).parent.name) for p in images['path']]  # default: the file's folder
-    particles = _gather_particles(out_dir, images)
-    mode = 'dask' if client is not None else 'process pool' if workers > 1 and len(tasks) > 1 else 'serial'
-    run = dict(started=started, wall_s=round(time.perf_counter() - t0, 3), model_load_s=round(t_model, 3), mode=mode,
-               workers=len(client.scheduler_info().get('workers', {})) if client is not None else workers,
-               inputs=[str(p) for p in items],
-               pattern=pattern, recursive=recursive, resume=resume, overwrite=overwrite,
-               calibration=None if calibration is None else str(calibration) if isinstance(calibration, (str, os.PathLike)) else 'table given in Python',
-               calibration_sha256=file_sha256(calibration) if isinstance(calibration, (str, os.PathLike)) else None,
-               files_in_calibration=len(cal), ignore=None if ignore is None else 'per file' if isinstance(ignore, dict) else _ignore_spec(ignore))
-    prov = _provenance(opts, card, images, run)
-    figs = {}
-    if len(_done(images)) and len(particles) >= 3:
-        try:
-            import matplotlib.pyplot as plt
-            from hrtem_np.plots import save_figure
-            fig = _batch_figure(out_dir, images, particles, opts)
-            paths = save_figure(fig, out_dir/'summary', dpi=200, formats=('png', 'svg', 'pdf'), data=False, overwrite=True)
-            figs.update(figure=paths[0], figure_svg=paths[1], figure_pdf=paths[2])  # raster for a glance, vector for the paper
-            plt.close(fig)
-        except Exception as e: prov['figure_note'] = f"summary figure not drawn ({type(e).__name__}: {e})"
-    dropped = _gather_dropped(out_dir, images)
-    res = BatchResult(out_dir, images, particles, _write_tables(out_dir, images, particles, prov, parquet, figs, dropped), prov,
-                      dropped)
-    stale = res.corrections_not_applied
-    if len(stale):
-        warnings.warn(f"review corrections of {len(stale)} image(s) not applied (they do not fit these results; see "
-                      f"corrections_note in {out_dir/'images.csv'}): " + '; '.join(f"{i}: {n}" for i, n in stale.values))
-    if res.n_failed:
-        if raise_on_failure: raise BatchError(res.summary())
-        warnings.warn(f"{res.n_failed} of {len(images)} inputs failed; see result.failed or {out_dir/'images.csv'}.")
-    return res
+    with _out_dir_lock(out_dir) as cleaned:  # one run at a time per output folder; what a killed run left is cleaned first
+        roots = [p for p in items if Path(p).is_dir()]
+        names = _image_keys(files + others, roots)
+        if calibration is not None and opts['nm_per_px'] is not None:
+            raise ValueError("nm_per_px and calibration were both given. Fix: give one (nm_per_px applies to every file; "
+                             "the calibration table to the files it lists).")
+        cal = read_calibration(calibration, files, roots) if calibration is not None else {}
+        ign = (_per_file(ignore, files, roots, 'ignore') if isinstance(ignore, dict)
+               else dict.fromkeys(map(str, files), _ignore_spec(ignore)) if ignore is not None else {})
+        def file_opts(p):
+            o = dict(opts)
+            if str(p) in cal: o['calibration'] = cal[str(p)]
+            if ign.get(str(p)) is not None: o['ignore'] = ign[str(p)]
+            return o
+        tasks = [(str(p), n, k, str(out_dir), file_opts(p)) for p, (n, k) in zip(files, names)]
+        rows = [None]*len(tasks)
+        with tqdm(total=len(tasks), unit='image', desc='hrtem_np', disable=not progress) as bar:
+            kw = dict(resume=resume, overwrite=overwrite, overlays=overlays,
+                      progress=progress and client is None and (workers == 1 or len(tasks) == 1))  # tile bars only where one process runs
+            for i, row in _run_tasks(tasks, seg, kw, workers, client):
+                rows[i] = row; bar.update()
+                bar.set_postfix(failed=sum(r is not None and r['status'] == 'failed' for r in rows))
+        rows += [_other_row(p, n) for p, (n, _) in zip(others, names[len(files):])]
+        rows += _earlier_rows(out_dir, {k for _, k in names})   # the tables are a union: earlier images stay listed
+        images = pd.DataFrame(rows, columns=IMAGE_COLUMNS)
+        images['corrected'], images['corrections_note'] = images['corrected'].eq(True), images['corrections_note'].fillna('')
+        given = {str(Path(k).resolve()): v for k, v in (_per_file(samples, files, roots, 'samples') if samples else {}).items()}
+        images['sample'] = [given.get(str(p), Path(str(p)).parent.name) for p in images['path']]  # default: the file's folder
+        particles = _gather_particles(out_dir, images)
+        mode = 'dask' if client is not None else 'process pool' if workers > 1 and len(tasks) > 1 else 'serial'
+        run = dict(started=started, wall_s=round(time.perf_counter() - t0, 3), model_load_s=round(t_model, 3), mode=mode,
+                   workers=len(client.scheduler_info().get('workers', {})) if client is not None else workers,
+                   inputs=[str(p) for p in items],
+                   pattern=pattern, recursive=recursive, resume=resume, overwrite=overwrite,
+                   calibration=None if calibration is None else str(calibration) if isinstance(calibration, (str, os.PathLike)) else 'table given in Python',
+                   calibration_sha256=file_sha256(calibration) if isinstance(calibration, (str, os.PathLike)) else None,
+                   files_in_calibration=len(cal), ignore=None if ignore is None else 'per file' if isinstance(ignore, dict) else _ignore_spec(ignore),
+                   cleaned=cleaned)  # what a killed earlier run had left, removed or restored before this one
+        prov = _provenance(opts, card, images, run)
+        figs = {}
+        if len(_done(images)) and len(particles) >= 3:
+            try:
+                import matplotlib.pyplot as plt
+                from hrtem_np.plots import save_figure
+                fig = _batch_figure(out_dir, images, particles, opts)
+                paths = save_figure(fig, out_dir/'summary', dpi=200, formats=('png', 'svg', 'pdf'), data=False, overwrite=True)
+                figs.update(figure=paths[0], figure_svg=paths[1], figure_pdf=paths[2])  # raster for a glance, vector for the paper
+                plt.close(fig)
+            except Exception as e: prov['figure_note'] = f"summary figure not drawn ({type(e).__name__}: {e})"
+        dropped = _gather_dropped(out_dir, images)
+        res = BatchResult(out_dir, images, particles, _write_tables(out_dir, images, particles, prov, parquet, figs, dropped), prov,
+                          dropped)
+        stale = res.corrections_not_applied
+        if len(stale):
+            warnings.warn(f"review corrections of {len(stale)} image(s) not applied (they do not fit these results; see "
+                          f"corrections_note in {out_dir/'images.csv'}): " + '; '.join(f"{i}: {n}" for i, n in stale.values))
+        if res.n_failed:
+            if raise_on_failure: raise BatchError(res.summary())
+            warnings.warn(f"{res.n_failed} of {len(images)} inputs failed; see result.failed or {out_dir/'images.csv'}.")
+        return res

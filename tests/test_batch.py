@@ -75,7 +75,7 @@ def test_good_and_bad_files(folder, tmp_path):
     assert list(disk_i['status']) == list(res.images['status'])
     assert {'load_s', 'segment_s', 'measure_s', 'total_s', 'sha256', 'error'} <= set(disk_i.columns)
     xl = pd.read_excel(out/'summary.xlsx', sheet_name=None)
-    assert set(xl) == {'particles', 'images', 'statistics', 'provenance'}
+    assert set(xl) == {'particles', 'images', 'statistics', 'dropped', 'provenance'}
     assert len(xl['particles']) == 5
     stats = xl['statistics'].set_index('image')
     assert stats.loc['pooled', 'n'] == 5 and stats.loc['pooled', 'mean'] == pytest.approx(D_TRUE_NM, abs=D_TOL_NM)
@@ -167,6 +167,23 @@ def test_same_names_in_subfolders_do_not_collide(tmp_path):
     res = analyze_folder(src, tmp_path/'out', recursive=True, **FAST)
     assert list(res.images['image']) == ['day1/grid.tif', 'day2/grid.tif']
     assert res.images['output_dir'].nunique() == 2 and list(res.images['n_particles']) == [1, 2]
+
+
+def test_a_saved_review_follows_its_image_when_a_same_named_file_appears(tmp_path):
+    "Adding b/x.tif must not rename a/x.tif's result folder, redo it, or drop the review saved there."
+    src, out = tmp_path/'src', tmp_path/'out'
+    (src/'a').mkdir(parents=True)
+    save_micrograph(Micrograph(_disks(GOOD['b.tif']), NM_PER_PX), src/'a'/'x.tif')
+    first = analyze_folder(src, out, recursive=True, **FAST)
+    assert list(first.images['image']) == ['a/x.tif'] and list(first.images['output_dir']) == ['images/a__x']
+    x, _, f = _review_exclude(out, 'a/x.tif')
+    (src/'b').mkdir()
+    save_micrograph(Micrograph(_disks(GOOD['a.tif'], seed=1), NM_PER_PX), src/'b'/'x.tif')
+    again = analyze_folder(src, out, recursive=True, **FAST).images.set_index('image')
+    assert list(again.index) == ['a/x.tif', 'b/x.tif']
+    assert again.loc['a/x.tif', ['status', 'output_dir', 'corrected', 'n_particles']].tolist() == ['skipped', 'images/a__x', True, 2]
+    assert again.loc['b/x.tif', ['status', 'output_dir']].tolist() == ['ok', 'images/b__x']
+    assert f.exists() and f.parent == out/'images'/'a__x'
 
 
 def test_no_inputs_is_a_clear_error(tmp_path):
