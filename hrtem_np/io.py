@@ -268,7 +268,11 @@ def load_micrograph(path, # file: .dm3 .dm4 .emd .emi .ser .tif .tiff .hspy .png
     if nm_per_px is None: s, src = _file_calibration(sig, path), 'metadata'
     else:
         try: md['file_nm_per_px'] = _file_calibration(sig, path)
-        except CalibrationError as e: md['file_calibration_problem'] = str(e).split(': ', 1)[-1]  # e.g. non-square pixels
+        except CalibrationError as e:
+            if 'not square' in str(e):  # one number cannot describe two pixel sizes: the image must be resampled on purpose
+                raise CalibrationError(f"{e} A single nm_per_px={nm_per_px:g} would analyse them as square; the file's x "
+                                       "and y sizes are refused even with it.") from None
+            md['file_calibration_problem'] = str(e).split(': ', 1)[-1]  # e.g. no calibration in the file
         s, src = nm_per_px, 'user'
     if not (np.isfinite(s) and s > 0): raise CalibrationError(f"{path}: nm_per_px={s!r} is not a valid pixel size (> 0).")
     return Micrograph(_check_image(data, str(path)), float(s), str(path), src, md)

@@ -310,8 +310,13 @@ def load_model(path=None,  # model file (.safetensors, .pth or .json, or the com
     if check_hash and stated and actual != stated:
         raise ValueError(f"{wpath} does not match the SHA-256 in {cpath.name}: the file was changed or corrupted. "
                          "Re-download it, or pass check_hash=False if you changed it deliberately.")
+    if not stated and check_hash:
+        raise ValueError(f"{cpath} states no weights_sha256, so {wpath.name} cannot be verified. Fix: load it with "
+                         "check_hash=False if you trust the file (provenance then records hash_checked=False), or save "
+                         "the model again with save_model, which writes the hash.")
     if not stated: warnings.warn(f"{cpath.name} states no weights_sha256: {wpath.name} cannot be verified (SHA-256 {actual[:12]}… recorded).")
-    card = {**card, 'weights_sha256': actual, **({'weights_sha256_in_card': stated} if stated and stated != actual else {})}  # provenance names the weights used
+    card = {**card, 'weights_sha256': actual, 'hash_checked': bool(check_hash),
+            **({'weights_sha256_in_card': stated} if stated and stated != actual else {})}  # provenance names the weights used
     if wpath.suffix == '.safetensors':
         from safetensors.torch import load_file
         state = load_file(str(wpath))

@@ -185,3 +185,18 @@ def test_a_killed_worker_costs_no_image(tmp_path):
     assert res.n_failed == 0 and res.n_ok == 8, res.images[['image', 'status', 'error']]
     serial = analyze_folder(src, tmp_path/'serial', **FAST)
     pd.testing.assert_frame_equal(res.particles, serial.particles)
+
+
+# --- 7. pixel sizes read from files meet the same scope guard as those given by the user ---
+
+def test_file_pixel_sizes_outside_the_models_scope_are_refused_at_once(tmp_path):
+    vendor = REPO.parent/'shared'/'data'/'vendor'
+    files = [vendor/'rosettasciio'/'tiff'/'FEI-Helios-Ebeam-8bits.tif', vendor/'particlespy'/'JEOL HAADF Image.dm4']
+    if not all(f.exists() for f in files): pytest.skip(f"real files not found under {vendor} (../shared/data beside the repo)")
+    t0 = time.time()
+    with pytest.warns(UserWarning, match='2 of 2 inputs failed'):
+        res = analyze_folder(files, tmp_path/'out', progress=False, overlays=False)   # the shipped model, as a user would
+    err = res.images.set_index('image')['error']
+    assert "3372.4 nm/px is outside the model's scope" in err['FEI-Helios-Ebeam-8bits.tif']    # an SEM TIFF: not 3 TB in torch
+    assert "1.24901 nm/px is outside the model's scope" in err['JEOL HAADF Image.dm4']         # a HAADF overview: not 140 s of work
+    assert time.time() - t0 < 60

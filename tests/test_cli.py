@@ -74,7 +74,7 @@ def test_analyze_exit_codes_and_no_overwrite(capsys, folder, tmp_path):
     assert len(pd.read_csv(out/'particles.csv')) == 5
     results = lambda: {p: (p.stat().st_mtime_ns, p.read_bytes()) for d in ('a', 'b') for p in (out/'images'/d).iterdir()}
     before = results()
-    assert len(before) == 8  # labels.tif, mask.tif, particles.csv, result.json of each good image
+    assert len(before) == 10  # labels.tif, mask.tif, particles.csv, dropped.csv, result.json of each good image
     # again: the good ones are reused (skipped), nothing rewritten; still exit 2 (the bad files are retried, still bad)
     code, stdout, _ = run(capsys, 'analyze', folder, '--out', out, '--model', 'classical', '--quiet', '--no-overlays')
     assert code == 2 and '2 skipped' in stdout

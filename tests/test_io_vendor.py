@@ -41,6 +41,8 @@ def test_manifest_row(vendor, row):
     elif 'not square' in exp:
         with pytest.raises(CalibrationError, match='not square'):
             load_micrograph(path)
+        with pytest.raises(CalibrationError, match='not square.*refused even with it'):   # a user value does not make them square
+            load_micrograph(path, nm_per_px=0.2)
     elif 'reciprocal' in exp:
         with pytest.raises(CalibrationError, match='reciprocal'):
             load_micrograph(path)

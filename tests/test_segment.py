@@ -87,7 +87,8 @@ def test_state_dict_pth_loads_weights_only(trained, toys, tmp_path):
     seg, _, path = trained
     import json
     torch.save(seg.model.state_dict(), tmp_path / 'm.pth')
-    card = dict(seg.card, weights_file='m.pth'); card.pop('weights_sha256')
+    from hrtem_np.io import file_sha256
+    card = dict(seg.card, weights_file='m.pth', weights_sha256=file_sha256(tmp_path / 'm.pth'))
     (tmp_path / 'm.json').write_text(json.dumps(card))
     np.testing.assert_array_equal(S.load_model(tmp_path / 'm.pth').predict_proba(toys[0][0].image),
                                   seg.predict_proba(toys[0][0].image))
@@ -195,6 +196,8 @@ def test_model_provenance_names_the_weights_used(tmp_path):
     assert seg.card['weights_sha256'] == real and seg.card['weights_sha256_in_card'] == '0'*64
     assert _resolve_model(seg)[1]['sha256'] == real
     del card['weights_sha256']; (d/'hrtem_unet.json').write_text(json.dumps(card))
-    with pytest.warns(UserWarning, match='cannot be verified'): S.load_model(d/'hrtem_unet.safetensors')
+    with pytest.raises(ValueError, match='states no weights_sha256.*check_hash=False'): S.load_model(d/'hrtem_unet.safetensors')
+    with pytest.warns(UserWarning, match='cannot be verified'): seg = S.load_model(d/'hrtem_unet.safetensors', check_hash=False)
+    assert seg.card['hash_checked'] is False and seg.card['weights_sha256'] == real   # provenance says it was not checked
     (d/'hrtem_unet.json').write_text(json.dumps(card)[:100])
     with pytest.raises(ValueError, match='hrtem_unet.json: the model card is not valid JSON'): S.load_model(d/'hrtem_unet.safetensors')
