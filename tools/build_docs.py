@@ -85,6 +85,7 @@ def _transform(nb):
             for n in _names(c.source):
                 if mod is not None and hasattr(mod, n): cells.append(nbformat.v4.new_markdown_cell(_doc_md(getattr(mod, n))))
             src = html.escape(_strip(c.source))
+            src = re.sub(r'\n[ \t]*(?=\n)', '\n&#8203;', src)  # a blank line would end the HTML block: the code after it became markdown
             cells.append(nbformat.v4.new_markdown_cell(f"<details><summary>source</summary><pre><code>{src}</code></pre></details>"))
             continue
         c = copy.deepcopy(c); c.source = _strip(c.source)
