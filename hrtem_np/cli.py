@@ -195,10 +195,13 @@ def _add_train(sub):
     p.add_argument('--valid', type=Path, default=None, metavar='DIR', help='folder of held-out labelled micrographs (default: 20 %% of DATA)')
     p.add_argument('--pretrained', default='hrtem', metavar='FROM', help="start from 'hrtem' (shipped model, default), 'imagenet', 'none' or a model path")
     p.add_argument('--nm-per-px', type=_positive_float, metavar='X', help='pixel size in nm for uncalibrated images (PNG/JPEG)')
-    p.add_argument('--epochs', type=_positive_int, default=10, metavar='N', help='epochs (default 10)')
-    p.add_argument('--lr', type=_positive_float, default=2e-3, help='learning rate (default 2e-3)')
-    p.add_argument('--bs', type=_positive_int, default=4, help='batch size (default 4)')
-    p.add_argument('--crop-px', type=_positive_int, default=256, metavar='PX', help='training crop edge at the working pixel size (default 256)')
+    p.add_argument('--holdout', type=float, default=0.3, metavar='SHARE', help='share of DATA held out to score the start model and '
+                   'the fine-tuned one (default 0.3; ignored with --valid)')
+    p.add_argument('--epochs', type=_positive_int, default=None, metavar='N', help="epochs (default: the recipe's: "
+                   "hrtem_np.fine_tune.FINE_TUNE_RECIPE when starting from a model, train_segmenter's defaults from scratch)")
+    p.add_argument('--lr', type=_positive_float, default=None, help="learning rate (default: the recipe's)")
+    p.add_argument('--bs', type=_positive_int, default=None, help="batch size (default: the recipe's)")
+    p.add_argument('--crop-px', type=_positive_int, default=None, metavar='PX', help="training crop edge at the working pixel size (default: the recipe's)")
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     p.add_argument('--overwrite', action='store_true', help='replace an existing model file')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
@@ -274,7 +277,7 @@ def _training_pairs(folder:Path, nm_per_px:float|None=None)->list:
     return read_labelled_folder(folder, nm_per_px=nm_per_px)
 
 def _cmd_train(a)->int:
-    "`hrtem-np train`: `train_segmenter` on the labelled folder, then `save_model` (never over an existing model)."
+    "`hrtem-np train`: `fine_tune` from a model (the default: the shipped one), `train_segmenter` from scratch; never over an existing model."
     from hrtem_np.segment import save_model, train_segmenter
     stem = a.out.with_suffix('') if a.out.suffix in ('.safetensors', '.json', '.pth') else a.out
     existing = [p for p in (stem.with_name(stem.name + '.safetensors'), stem.with_name(stem.name + '.json')) if p.exists()]
@@ -282,11 +285,31 @@ def _cmd_train(a)->int:
         raise FileExistsError(f"{existing[0]} exists; hrtem_np never overwrites silently. Fix: --overwrite, or another --out.")
     pre = None if a.pretrained.lower() == 'none' else a.pretrained
     valid = None if a.valid is None else _training_pairs(a.valid, a.nm_per_px)
-    seg, _ = train_segmenter(_training_pairs(a.data, a.nm_per_px), valid, pretrained=pre, epochs=a.epochs, lr=a.lr,
-                             bs=a.bs, crop_px=a.crop_px, seed=a.seed, progress=not a.quiet)
+    recipe, from_model = _train_recipe(a)
+    if from_model:  # fine-tuning: the one call the API offers, with its recipe, held-out scores and lineage in the card
+        from hrtem_np.fine_tune import fine_tune
+        ft = fine_tune(_training_pairs(a.data, a.nm_per_px), out=a.out, model=None if pre == 'hrtem' else pre,
+                       holdout=a.holdout, valid_items=valid, seed=a.seed, overwrite=a.overwrite, progress=not a.quiet, **recipe)
+        print(f"model written: {ft.path}\nmodel card:    {ft.path.with_suffix('.json')}\n{ft!r}")
+        return 0
+    seg, _ = train_segmenter(_training_pairs(a.data, a.nm_per_px), valid, pretrained=pre, seed=a.seed, progress=not a.quiet,
+                             **recipe)
     w, c = save_model(seg, a.out, overwrite=a.overwrite)
     print(f"model written: {w}\nmodel card:    {c}\nvalidation:    {seg.card.get('metrics')}")
     return 0
+
+def _train_recipe(a)->tuple:
+    "(recipe, starts from a model?) of `hrtem-np train`: FINE_TUNE_RECIPE from a model, train_segmenter's defaults from scratch; flags override."
+    import inspect
+    from hrtem_np.fine_tune import FINE_TUNE_RECIPE
+    from hrtem_np.segment import train_segmenter
+    from_model = a.pretrained.lower() not in ('none', 'imagenet')
+    if from_model: base = dict(FINE_TUNE_RECIPE)
+    else:
+        sig = inspect.signature(train_segmenter).parameters
+        base = {k: sig[k].default for k in ('epochs', 'freeze_epochs', 'lr', 'crop_px', 'bs')}
+    given = {k: getattr(a, k) for k in ('epochs', 'lr', 'bs', 'crop_px') if getattr(a, k) is not None}
+    return {**base, **given}, from_model
 
 def _cmd_demo(a)->int:
     "`hrtem-np demo`: `run_demo` and its report."

@@ -68,6 +68,7 @@ def fine_tune(items, # reviewers, analyses, a labels folder, or (Micrograph, mas
               out=None, # where to save the model (.safetensors + .json); None = not saved
               model=None, # start model: None = the shipped one, or a model path / `Segmenter`
               holdout:float=0.3, # share of the images held out to score before and after (at least one when there are 2+)
+              valid_items=None, # held-out images to score on instead (reviewers, analyses, a labels folder or pairs); then nothing is held out of `items`
               seed:int=0, # seeds the hold-out choice and the training
               nm_per_px:float|None=None, # pixel size for uncalibrated images in a labels folder
               overwrite:bool=False, # replace an existing model at `out`
@@ -87,8 +88,9 @@ def fine_tune(items, # reviewers, analyses, a labels folder, or (Micrograph, mas
     r = {**FINE_TUNE_RECIPE, **recipe}
     start = model if isinstance(model, Segmenter) else load_model(model)
     order = np.random.default_rng(seed).permutation(len(pairs))
-    n_hold = 0 if len(pairs) < 2 else max(1, round(holdout*len(pairs)))
+    n_hold = 0 if len(pairs) < 2 or valid_items is not None or holdout <= 0 else max(1, round(holdout*len(pairs)))
     held, train = [pairs[i] for i in order[:n_hold]], [pairs[i] for i in order[n_hold:]]
+    if valid_items is not None: held = _pairs(valid_items, nm_per_px)
     before = _score(start, held) if held else {}
     seg, _ = train_segmenter(train, valid_items=held or None, pretrained=_start_from(start, model), epochs=r['epochs'],
                              freeze_epochs=r['freeze_epochs'], lr=r['lr'], crop_px=r['crop_px'], bs=r['bs'], seed=seed,

@@ -184,3 +184,26 @@ def test_unapplied_review_is_not_exit_0(folder, tmp_path, capsys):
     save_corrections(Corrections('0'*64, '0'*64, NM_PER_PX, exclude=[1]), out/'images'/'a')
     code, stdout, _ = run(capsys, 'analyze', folder/'a.tif', '--out', out, '--model', 'classical', '--quiet')
     assert code == 2 and 'CORRECTIONS NOT APPLIED a.tif' in stdout
+
+
+def test_train_shares_the_fine_tune_recipe(capsys, tmp_path):
+    "`hrtem-np train` from a model uses FINE_TUNE_RECIPE (the API's one call), from scratch train_segmenter's defaults (issue 25)."
+    import inspect, json
+    from hrtem_np.cli import _parser, _train_recipe
+    from hrtem_np.fine_tune import FINE_TUNE_RECIPE
+    from hrtem_np.segment import train_segmenter
+    args = lambda *x: _parser().parse_args(['train', 'data', '--out', 'm', *x])
+    assert _train_recipe(args()) == (FINE_TUNE_RECIPE, True)
+    assert _train_recipe(args('--pretrained', 'my.safetensors'))[0] == FINE_TUNE_RECIPE
+    sig = inspect.signature(train_segmenter).parameters
+    scratch, from_model = _train_recipe(args('--pretrained', 'none'))
+    assert not from_model and scratch == {k: sig[k].default for k in ('epochs', 'freeze_epochs', 'lr', 'crop_px', 'bs')}
+    assert _train_recipe(args('--epochs', '2', '--crop-px', '96'))[0] == {**FINE_TUNE_RECIPE, 'epochs': 2, 'crop_px': 96}
+    # and it runs: fine-tunes the shipped model, scores the held-out share before and after, records the lineage
+    data = tmp_path/'sim'
+    assert run(capsys, 'simulate', '--out', data, '-n', '3', '--size', '128', '--seed', '4', '--quiet')[0] == 0
+    model = tmp_path/'lab.safetensors'
+    code, stdout, _ = run(capsys, 'train', data, '--out', model, '--epochs', '1', '--crop-px', '64', '--bs', '2', '--quiet')
+    assert code == 0 and 'held-out pixel IoU' in stdout
+    card = json.loads(model.with_suffix('.json').read_text())
+    assert card['fine_tune']['recipe'] == {**FINE_TUNE_RECIPE, 'epochs': 1, 'crop_px': 64, 'bs': 2} and card['fine_tune']['holdout'] == 1
