@@ -12,6 +12,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
+from skimage.draw import disk, polygon
 from .io import Micrograph, as_micrograph, atomic_write, file_sha256
 from .particles import EDGE_POLICIES, measure_particles, n_atoms_fcc, select_particles, split_particles
 from .synth import EDGE_INSET_NM
@@ -20,8 +21,8 @@ from .synth import EDGE_INSET_NM
 __all__ = ['STATUSES', 'CORRECTIONS_FILE', 'CORRECTIONS_VERSION', 'labels_sha256', 'pixels_sha256', 'touching_labels',
            'merge_labels', 'split_label', 'restore_dropped', 'particle_status', 'CorrectionsError',
            'CorrectionsMismatch', 'Corrections', 'corrections_from_dict', 'save_corrections', 'load_corrections',
-           'ReviewState', 'corrections_problems', 'replay_corrections', 'apply_corrections', 'CorrectionResult',
-           'apply_corrections_file']
+           'ReviewState', 'add_label', 'paint_label', 'corrections_problems', 'replay_corrections', 'apply_corrections',
+           'CorrectionResult', 'apply_corrections_file']
 
 # %% ../nbs/07a_corrections.ipynb
 def labels_sha256(labels, # label image (int) or mask (bool), 2-D
@@ -230,7 +231,7 @@ class Corrections:
     image_sha256: str|None = None  # SHA-256 of the micrograph's file, when it came from one
     mask_sha256: str|None = None  # `labels_sha256` of the mask, when particles dropped by the run were restored from it
     run: dict = field(default_factory=dict)  # the run's min_diameter_nm, edge, method and element
-    edits: list = field(default_factory=list)  # in order: {'merge': [a, b, …], 'into': a} or {'split': a, 'markers_px': [[row, col], …], 'into': [a, …]}
+    edits: list = field(default_factory=list)  # in order: {'merge': [a, b, …], 'into': a}, {'split': a, 'markers_px': [[row, col], …], 'into': [a, …]}, {'add': [[row, col], …], 'into': n}, {'paint'|'erase': a, 'disks_px': [[row, col, r], …]}
     exclude: list = field(default_factory=list)  # labels always dropped
     include: list = field(default_factory=list)  # labels always kept, whatever the rules say
     min_diameter_nm: float = 0.0  # rule: particles with a smaller diameter_nm are dropped, nm
@@ -245,7 +246,9 @@ class Corrections:
     def describe(self)->str:
         "One line: what these corrections do."
         kinds = [next(iter(e)) for e in self.edits]
-        return (f"{kinds.count('merge')} merge(s), {kinds.count('split')} split(s), {len(self.exclude)} excluded, "
+        drawn = ', '.join(f"{kinds.count(k)} {w}" for k, w in (('add', 'added'), ('paint', 'painted'), ('erase', 'erased'))
+                          if kinds.count(k))
+        return (f"{kinds.count('merge')} merge(s), {kinds.count('split')} split(s), {drawn + ', ' if drawn else ''}{len(self.exclude)} excluded, "
                 f"{len(self.include)} included; rules: min_diameter_nm={self.min_diameter_nm:g}, edge={self.edge!r}")
 
 # %% ../nbs/07a_corrections.ipynb
@@ -256,9 +259,16 @@ def _check_edit(e)->dict:
         if 'split' in e:
             return {'split': int(e['split']), 'markers_px': [[int(r), int(c)] for r, c in e['markers_px']],
                     'into': [int(i) for i in e['into']]}
+        if 'add' in e:
+            pts = [[float(r), float(c)] for r, c in e['add']]
+            if not pts: raise ValueError('no point')
+            return {'add': pts, **({} if len(pts) >= 3 else {'radius_px': float(e['radius_px'])}), 'into': int(e['into'])}
+        for k in ('paint', 'erase'):
+            if k in e: return {k: int(e[k]), 'disks_px': [[float(r), float(c), float(s)] for r, c, s in e['disks_px']]}
     except (KeyError, TypeError, ValueError) as x: raise CorrectionsError(f"malformed edit {e!r} ({x}).") from None
-    raise CorrectionsError(f"unknown edit {e!r}; edits are {{'merge': [a, b], 'into': a}} or "
-                           "{'split': a, 'markers_px': [[row, col], …], 'into': [a, …]}.")
+    raise CorrectionsError(f"unknown edit {e!r}; edits are {{'merge': [a, b], 'into': a}}, "
+                           "{'split': a, 'markers_px': [[row, col], …], 'into': [a, …]}, {'add': [[row, col], …] "
+                           "(+ 'radius_px' for one point), 'into': n}, {'paint' or 'erase': a, 'disks_px': [[row, col, r], …]}.")
 
 def corrections_from_dict(d:dict, # the parsed JSON of a corrections file
                           source:str='corrections', # where it came from, for messages
@@ -498,6 +508,98 @@ def split(self:ReviewState, label:int, markers_px=None, # seeds [(row, col), …
     return ids
 
 # %% ../nbs/07a_corrections.ipynb
+def _brush(shape:tuple, disks_px)->np.ndarray:
+    "Bool mask of the union of the disks [(row, col, radius_px), …]."
+    out = np.zeros(shape, bool)
+    for r, c, rad in disks_px:
+        if not rad > 0: raise ValueError(f"brush radius {rad} px must be > 0.")
+        out[disk((r, c), rad, shape=shape)] = True
+    return out
+
+def add_label(labels:np.ndarray, # int label image, 0 = background
+              polygon_px=None, # outline [(row, col), …], ≥ 3 vertices, px
+              seed_px=None, # or one click (row, col) …
+              radius_px:float|None=None, # … with the radius of the disk around it, px
+             )->tuple:
+    "(labels with a new particle, its label): the free pixels inside `polygon_px`, or in a disk around `seed_px`."
+    if polygon_px is not None and len(polygon_px) >= 3:
+        rr, cc = polygon([p[0] for p in polygon_px], [p[1] for p in polygon_px], labels.shape)
+        region = np.zeros(labels.shape, bool); region[rr, cc] = True
+    elif seed_px is not None and radius_px: region = _brush(labels.shape, [(seed_px[0], seed_px[1], radius_px)])
+    else: raise ValueError("outline the new particle with a polygon of 3 or more points, or give one point and a radius.")
+    region &= labels == 0                                                   # never takes pixels of another particle
+    if not region.any(): raise ValueError("no free pixel there: the outline lies on particles already found.")
+    out, new = labels.copy(), int(labels.max()) + 1
+    out[region] = new
+    return out, new
+
+def paint_label(labels:np.ndarray, # int label image, 0 = background
+                label:int, # the particle whose outline moves
+                disks_px, # brush stroke [(row, col, radius), …], px
+                erase:bool=False, # remove the particle's pixels under the brush instead of adding background pixels
+               )->np.ndarray:
+    "The label image with one brush stroke applied to `label`."
+    _check_present(labels, [label])
+    brush, out, own = _brush(labels.shape, disks_px), labels.copy(), labels == label
+    if erase: out[brush & own] = 0; return out
+    grown = own | (brush & (labels == 0))
+    comp, _ = ndi.label(grown)
+    grown &= np.isin(comp, np.unique(comp[own]))                            # only paint that reaches the particle
+    if not (grown & ~own).any(): raise ValueError(f"the brush adds nothing to particle {label}: paint from its outline outwards.")
+    out[grown] = label
+    return out
+
+# %% ../nbs/07a_corrections.ipynb
+_r2 = lambda v: round(float(v), 2)  # positions are recorded, and replayed, to 0.01 px
+
+@patch
+def _add(self:ReviewState, polygon_px=None, seed_px=None, radius_px=None)->int:
+    "Add and measure a particle (no record)."
+    labels, new = add_label(self.labels, polygon_px, seed_px, radius_px)
+    self.labels, self.table = labels, _replace_rows(self.table, [], _measure_rows(labels, [new], self.micrograph, self.element))
+    return new
+
+@patch
+def _paint(self:ReviewState, label:int, disks_px, erase:bool=False):
+    "Apply a brush stroke and re-measure (no record); a particle erased to nothing is gone."
+    label = int(label)
+    labels = paint_label(self.labels, label, disks_px, erase)
+    holes = int(self.table.set_index('label')['n_holes'].get(label, 0))
+    rows = _measure_rows(labels, [label], self.micrograph, self.element, holes={label: holes}) if (labels == label).any() \
+           else self.table.iloc[:0]
+    self.labels, self.table = labels, _replace_rows(self.table, [label], rows)
+    if not len(rows): self._forget([label])
+
+@patch
+def add(self:ReviewState, polygon_px=None, # outline [(row, col), …] (≥ 3 points), px
+        seed_px=None, # or one point (row, col) …
+        radius_px:float|None=None, # … and a radius, px
+       )->int:
+    "Add a particle the model missed; returns its label."
+    poly = [[_r2(r), _r2(c)] for r, c in polygon_px] if polygon_px is not None and len(polygon_px) >= 3 else None
+    e = {'add': poly} if poly else {'add': [[_r2(seed_px[0]), _r2(seed_px[1])]] if seed_px is not None else [],
+                                     'radius_px': _r2(radius_px or 0)}
+    self._push()
+    try: new = self._add(poly, e['add'][0] if not poly and e['add'] else None, e.get('radius_px'))
+    except ValueError: self.history.pop(); raise
+    self.corrections.edits.append({**e, 'into': new})
+    return new
+
+@patch
+def paint(self:ReviewState, label:int, disks_px, # brush stroke [(row, col, radius), …], px
+          erase:bool=False, # remove pixels instead
+         ):
+    "Move a particle's outline with a brush stroke: add background pixels (or, with `erase`, remove its own)."
+    stroke = [[_r2(r), _r2(c), _r2(s)] for r, c, s in disks_px]
+    self._push()
+    try: self._paint(label, stroke, erase)
+    except ValueError: self.history.pop(); raise
+    self.corrections.edits.append({'erase' if erase else 'paint': int(label), 'disks_px': stroke})
+
+@patch
+def erase(self:ReviewState, label:int, disks_px): self.paint(label, disks_px, erase=True)  # remove pixels of a particle under the brush
+
+# %% ../nbs/07a_corrections.ipynb
 def corrections_problems(c:Corrections, # the corrections
                          labels:np.ndarray, # the label image they are to be applied to
                          micrograph, # the micrograph (`Micrograph`)
@@ -538,7 +640,10 @@ def replay_corrections(labels:np.ndarray, # the run's label image
         raise CorrectionsMismatch("the mask no longer reproduces the run's labels with the recorded options; nothing applied.")
     try:
         for e in c.edits:
-            got = st._merge(e['merge']) if 'merge' in e else st._split(e['split'], e['markers_px'])[0]
+            if 'merge' in e: got = st._merge(e['merge'])
+            elif 'split' in e: got = st._split(e['split'], e['markers_px'])[0]
+            elif 'add' in e: got = st._add(e['add'] if len(e['add']) >= 3 else None, e['add'][0], e.get('radius_px'))
+            else: st._paint(e.get('paint', e.get('erase')), e['disks_px'], erase='erase' in e); continue
             if got != e['into']: raise CorrectionsError(f"edit {e} gave {got}, not {e['into']}")
         _check_present(st.labels, c.exclude + c.include)
     except ValueError as x:

@@ -204,6 +204,35 @@ def split(self:Reviewer, label:int|None=None, markers_px=None, n:int=2)->list:
     return ids
 
 @patch
+def add(self:Reviewer, polygon_px=None, # outline of a missed particle [(row, col), …] (≥ 3 points), px
+        seed_px=None, # or one point (row, col) …
+        radius_px:float|None=None, # … and a radius, px
+       )->int:
+    "Add a particle the model missed; selects and returns its label."
+    n = len(self.current_table())
+    new = self.state.add(polygon_px, seed_px, radius_px)
+    self.selected = new
+    self._report(f"added particle {new}", n)
+    return new
+
+@patch
+def paint(self:Reviewer, disks_px, # brush stroke [(row, col, radius), …], px
+          label:int|None=None, # default: the selected particle
+          erase:bool=False, # remove the particle's pixels under the brush instead
+         )->str:
+    "Move a particle's outline with a brush stroke (add background pixels, or erase its own); returns what changed."
+    lab, n = self._target(label), len(self.current_table())
+    before = int((self.state.labels == lab).sum())
+    self.state.paint(lab, disks_px, erase=erase)
+    after = int((self.state.labels == lab).sum())
+    if not after and self.selected == lab: self.selected = None
+    what = f"{'erased' if erase else 'painted'} {abs(after - before)} px of particle {lab}" + ('' if after else ' (gone)')
+    return self._report(what, n)
+
+@patch
+def erase(self:Reviewer, disks_px, label:int|None=None)->str: return self.paint(disks_px, label, erase=True)  # remove pixels under the brush
+
+@patch
 def set_filters(self:Reviewer, min_diameter_nm:float|None=None, edge:str|None=None, all_images:bool=False):
     "Change the rules of the current image (or of every image opened so far, with `all_images`)."
     for st in (self.states.values() if all_images else [self.state]): st.set_filters(min_diameter_nm, edge)
@@ -225,8 +254,9 @@ def current_labels(self:Reviewer)->np.ndarray: return self.state.current_labels(
 def export_labels(self:Reviewer, folder, # training folder (created); the pair is folder/<name>.tif + folder/labels/<name>.png
                   name:str|None=None, # file stem; None = the image's own name
                   overwrite:bool=False, # replace an existing pair
+                  labelme:bool=False, # also write folder/labelme/<name>.json: one polygon per particle, for labelme and other tools
                  )->tuple:
-    "Write the current image and its reviewed particles as a training pair; returns (micrograph path, label path)."
+    "Write the current image and its reviewed particles as a training pair; returns (micrograph path, label path[, labelme path])."
     from PIL import Image
     from hrtem_np.io import save_micrograph, atomic_write
     st, folder = self.state, Path(folder)
@@ -239,7 +269,24 @@ def export_labels(self:Reviewer, folder, # training folder (created); the pair i
     if exist and not overwrite: raise FileExistsError(f"{exist} exist. Fix: pass overwrite=True, or another name= or folder.")
     save_micrograph(st.micrograph, ip, overwrite=True)
     atomic_write(lp, lambda t: Image.fromarray(lab.astype(np.uint16)).save(t, format='PNG'), overwrite=True)
-    return ip, lp
+    if not labelme: return ip, lp
+    jp = folder/'labelme'/f'{stem}.json'
+    if jp.exists() and not overwrite: raise FileExistsError(f"{jp} exists. Fix: pass overwrite=True, or another name= or folder.")
+    doc = _labelme_doc(lab, f'../{ip.name}')
+    jp.parent.mkdir(exist_ok=True)
+    atomic_write(jp, lambda t: Path(t).write_text(json.dumps(doc, indent=1)), overwrite=True)
+    return ip, lp, jp
+
+def _labelme_doc(lab:np.ndarray, image_path:str)->dict:
+    "A labelme document with one polygon per particle (its outline through the pixel edges, x/y = column/row of pixel centres)."
+    from skimage.measure import find_contours
+    shapes = []
+    for k in np.unique(lab[lab > 0]):
+        for c in find_contours(np.pad(lab == k, 1).astype(float), 0.5):
+            if len(c) >= 4: shapes.append(dict(label='particle', points=[[float(x) - 1, float(y) - 1] for y, x in c[:-1]],
+                                               group_id=int(k), shape_type='polygon', flags={}))
+    return dict(version='5.4.1', flags={}, shapes=shapes, imagePath=image_path, imageData=None,
+                imageHeight=int(lab.shape[0]), imageWidth=int(lab.shape[1]))
 
 # %% ../nbs/09_widgets.ipynb
 @dataclass
@@ -432,6 +479,12 @@ class ReviewApp:
         self.pieces = W.BoundedIntText(value=2, min=2, max=8, description='pieces', layout=box('130px'))
         self.split_button = mk('Split', 'cut the selected particle into pieces (watershed)')
         self.undo_button = mk('Undo', 'take back the last action on this image')
+        self.tool = W.ToggleButtons(options=['select', 'add', 'paint', 'erase'], value='select', description='tool',
+                                    tooltips=['click selects a particle', 'click around a missed particle, then Finish',
+                                              'drag from the selected outline outwards to grow it', 'drag over the selected particle to trim it'])
+        self.brush = W.BoundedFloatText(value=3.0, min=0.5, max=50, step=0.5, description='brush px', layout=box('150px'))
+        self.finish_button = mk('Finish', 'add the outlined particle', 'info')
+        self.outline, self.stroke = [], None
         self.min_diameter = W.FloatSlider(min=0.0, max=3.0, step=0.05, description='min d (nm)', layout=box('320px'))
         self.edge = W.ToggleButtons(options=list(EDGE_POLICIES), description='edge')
         self.histogram = W.Image(format='png', layout=box('420px'))
@@ -460,13 +513,52 @@ def _build_image_view(self:ReviewApp, W):
     with plt.ioff(): self.fig = plt.figure(figsize=(self.size, self.size), layout='constrained')
     self.fig.canvas.header_visible = False
     self.fig.canvas.mpl_connect('button_press_event', self._on_click)
+    self.fig.canvas.mpl_connect('motion_notify_event', self._on_drag)
+    self.fig.canvas.mpl_connect('button_release_event', self._on_release)
     self.image_view = self.fig.canvas
 
 @patch
 def _on_click(self:ReviewApp, event):
-    "Select the particle under a click on the micrograph (matplotlib event with xdata = column, ydata = row)."
+    "A click on the micrograph (xdata = column, ydata = row): select, add an outline point, or start a brush stroke."
     if event.inaxes is None or event.xdata is None or not event.inaxes.images: return
-    self._act(lambda: self.reviewer.select_at(event.ydata, event.xdata), what='select')
+    tool, pt = self.tool.value, (float(event.ydata), float(event.xdata))
+    if tool == 'select': self._act(lambda: self.reviewer.select_at(*pt), what='select')
+    elif tool == 'add':
+        self.outline.append(pt)
+        self.message.value = f"outline: {len(self.outline)} point(s); 'Finish' adds the particle (1 point: a disk of the brush radius)"
+        self._draw_outline()
+    else: self.stroke = [(*pt, float(self.brush.value))]
+
+@patch
+def _on_drag(self:ReviewApp, event):
+    "Mouse moved with the button down: extend the brush stroke."
+    if self.stroke is None or event.inaxes is None or event.xdata is None: return
+    self.stroke.append((float(event.ydata), float(event.xdata), float(self.brush.value)))
+
+@patch
+def _on_release(self:ReviewApp, event):
+    "Button released: the stroke becomes one paint or erase edit of the selected particle."
+    stroke, self.stroke = self.stroke, None
+    if stroke: self._act(lambda: self.reviewer.paint(stroke, erase=self.tool.value == 'erase'))
+
+@patch
+def _finish_outline(self:ReviewApp):
+    "The clicked outline (or one point and the brush radius) becomes a new particle."
+    pts, self.outline = self.outline, []
+    if len(pts) >= 3: return self.reviewer.add(pts)
+    if len(pts) == 1: return self.reviewer.add(seed_px=pts[0], radius_px=float(self.brush.value))
+    raise ValueError(f"{len(pts)} point(s) clicked: click 3 or more around the particle (or 1, for a disk), then Finish.")
+
+@patch
+def _draw_outline(self:ReviewApp):
+    "Show the outline being clicked (interactive view)."
+    if self.fig is None or not self.fig.axes: return
+    ax = self.fig.axes[0]
+    for l in [l for l in ax.lines if l.get_gid() == 'outline']: l.remove()
+    if self.outline:
+        r, c = zip(*(self.outline + self.outline[:1]))
+        ax.plot(c, r, '-o', color='#56B4E9', ms=3, lw=1, gid='outline')
+    self.fig.canvas.draw_idle()
 
 @patch
 def _connect(self:ReviewApp):
@@ -482,6 +574,8 @@ def _connect(self:ReviewApp):
     self.merge_button.on_click(lambda b: self._act(lambda: r.merge(*_parse_ids(self.merge_with.value))))
     self.split_button.on_click(lambda b: self._act(lambda: r.split(n=self.pieces.value)))
     self.undo_button.on_click(lambda b: self._act(r.undo))
+    self.finish_button.on_click(lambda b: self._act(self._finish_outline))
+    self.tool.observe(lambda ch: (setattr(self, 'outline', []), self._draw_outline()), 'value')
     self.min_diameter.observe(lambda ch: self._act(lambda: r.set_filters(min_diameter_nm=ch['new'])), 'value')
     self.edge.observe(lambda ch: self._act(lambda: r.set_filters(edge=ch['new'])), 'value')
     self.note.observe(lambda ch: setattr(r.corrections, 'note', ch['new']), 'value')
@@ -586,7 +680,8 @@ def _layout(self:ReviewApp, W):
     "Arrange the controls and views."
     actions1 = W.HBox([self.exclude_button, self.include_button, self.reset_button, self.undo_button])
     actions2 = W.HBox([self.merge_with, self.merge_button, self.pieces, self.split_button])
-    right = W.VBox([self.particle_list, W.HBox([self.detail, self.measurements]), actions1, actions2])
+    drawing = W.HBox([self.tool, self.brush, self.finish_button])
+    right = W.VBox([self.particle_list, W.HBox([self.detail, self.measurements]), actions1, actions2, drawing])
     return W.VBox([W.HBox([self.image_select, self.outlines, self.opacity, self.color_by, self.show_ids]),
                    W.HBox([self.image_view, right]),
                    W.HBox([self.min_diameter, self.edge]),
