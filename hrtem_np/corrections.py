@@ -145,7 +145,7 @@ def split_label(labels:np.ndarray, # int label image, 0 = background
 # %% ../nbs/07a_corrections.ipynb
 def _infer_element(table:pd.DataFrame, default:str|None='Au')->str|None:
     "The metal whose fcc atom count reproduces the table's `n_atoms_est`: None when it is all empty, `default` when no rows."
-    from hrtem_np.synth import ELEMENTS
+    from hrtem_np.materials import METALS as ELEMENTS
     if not len(table) or 'n_atoms_est' not in table: return default
     rows = table.dropna(subset=['n_atoms_est'])
     if not len(rows): return None

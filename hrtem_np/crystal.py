@@ -17,15 +17,14 @@ from matplotlib.patches import Circle
 from .io import Micrograph, as_micrograph
 
 # %% auto 0
-__all__ = ['FCC_A_NM', 'CUBIC_A_NM', 'CARBON_D_NM', 'JPEG_BLOCK_PX', 'MAX_ELONGATION', 'INFO_LIMIT_NM', 'allowed_hkl',
-           'LatticeReference', 'lattice_reference', 'alloy_reference', 'vegard_fraction', 'fringe_pattern',
-           'zone_fringes', 'Diffractogram', 'diffractogram', 'find_reflections', 'Indexing', 'index_reflections',
-           'reflection_artefact', 'lattice_spacings', 'particle_reflections', 'LatticeCalibration',
-           'calibrate_from_lattice', 'plot_diffractogram']
+__all__ = ['FCC_A_NM', 'JPEG_BLOCK_PX', 'MAX_ELONGATION', 'INFO_LIMIT_NM', 'allowed_hkl', 'LatticeReference', 'lattice_reference',
+           'alloy_reference', 'vegard_fraction', 'fringe_pattern', 'zone_fringes', 'Diffractogram', 'diffractogram',
+           'find_reflections', 'Indexing', 'index_reflections', 'reflection_artefact', 'lattice_spacings',
+           'particle_reflections', 'LatticeCalibration', 'calibrate_from_lattice', 'plot_diffractogram']
 
 # %% ../nbs/04_crystal.ipynb
-FCC_A_NM = {'Au': 0.40782, 'Ag': 0.40853, 'Pt': 0.39242, 'Pd': 0.38907, 'Cu': 0.36149}  # fcc metals, a in nm at room temperature
-CUBIC_A_NM = {'SrTiO3': 0.3905}  # simple-cubic (perovskite) reference crystals, a in nm
+from .materials import METALS, CUBIC_A_NM, CARBON_D_NM  # the one materials table
+FCC_A_NM = {k: v['a_nm'] for k, v in METALS.items()}  # fcc metals, a in nm at room temperature (from `materials.METALS`)
 
 # %% ../nbs/04_crystal.ipynb
 def allowed_hkl(lattice:str='fcc', # 'fcc', 'bcc' or 'cubic' (simple cubic: every hkl allowed)
@@ -450,7 +449,6 @@ def _acute(a1, a2):
     return min(phi, 180 - phi)
 
 # %% ../nbs/04_crystal.ipynb
-CARBON_D_NM = (0.32, 0.37)  # graphitic carbon fringes: graphite (002) 0.335 nm, turbostratic layers up to ≈ 0.37 nm
 JPEG_BLOCK_PX = 8  # JPEG compresses 8×8-px blocks: their edges give reflections at d = 8·nm_per_px/k along the image axes
 MAX_ELONGATION = 3.0  # a peak more than 3× longer radially than across is the streak of a straight edge, not a lattice spot
 INFO_LIMIT_NM = 0.05  # finer spacings are beyond the information limit of any (S)TEM: scan noise or pixel patterns, not fringes

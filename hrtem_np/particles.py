@@ -11,7 +11,8 @@ import pandas as pd
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 from .io import Micrograph, CalibrationError
-from .synth import ELEMENTS, EDGE_INSET_NM
+from .materials import METALS as ELEMENTS  # the one materials table
+from .synth import EDGE_INSET_NM
 
 # %% auto 0
 __all__ = ['PARTICLE_COLUMNS', 'SPLIT_METHODS', 'EDGE_POLICIES', 'DROP_RULES', 'empty_particle_table', 'columns_markdown',

@@ -16,31 +16,14 @@ from scipy.spatial.transform import Rotation
 from .io import Micrograph
 
 # %% auto 0
-__all__ = ['ELEMENTS', 'EDGE_INSET_NM', 'SHAPES', 'TRUTH_COLUMNS', 'electron_wavelength_nm', 'interaction_constant',
-           'scherzer_defocus_nm', 'transfer_function', 'scattering_factor', 'projected_potential', 'amorphous_carbon',
-           'graphitic_carbon', 'simulate_micrograph', 'random_conditions', 'make_dataset']
+__all__ = ['EDGE_INSET_NM', 'SHAPES', 'TRUTH_COLUMNS', 'electron_wavelength_nm', 'interaction_constant', 'scherzer_defocus_nm',
+           'transfer_function', 'scattering_factor', 'projected_potential', 'amorphous_carbon', 'graphitic_carbon',
+           'simulate_micrograph', 'random_conditions', 'make_dataset']
 
 # %% ../nbs/01_synth.ipynb
-ELEMENTS = {  # symbol: atomic number, fcc lattice constant (nm), Debye–Waller B (Å²)
-    'Au': dict(Z=79, a_nm=0.4078, B_A2=0.60), 'Pt': dict(Z=78, a_nm=0.3924, B_A2=0.32),
-    'Ag': dict(Z=47, a_nm=0.4086, B_A2=0.66), 'Pd': dict(Z=46, a_nm=0.3891, B_A2=0.41),
-    'Cu': dict(Z=29, a_nm=0.3615, B_A2=0.55)}
+from .materials import METALS as ELEMENTS, KIRKLAND as _KIRKLAND, CARBON_B_A2 as _CARBON_B_A2  # the one materials table
 EDGE_INSET_NM = 0.12  # the visible (half-contrast) edge lies this far inside the metallic surface; labels follow it
 SHAPES = ('cuboctahedron', 'truncated_octahedron', 'icosahedron', 'decahedron', 'wulff')
-_CARBON_B_A2 = 0.5  # Debye–Waller factor used for amorphous carbon (Å²)
-_KIRKLAND = {  # rows a_i, b_i, c_i, d_i (Å, Å⁻²) of Kirkland (2010), Table C.4
-    'C': [[0.212080767, 0.199811865, 0.168254385], [0.208605417, 0.208610186, 5.57870773],
-          [0.14204836, 0.363830672, 0.000835012], [1.33311887, 3.80800263, 0.040398262]],
-    'Cu': [[0.358774531, 1.76181348, 0.636905053], [0.106153463, 1.01640995, 15.3659093],
-           [0.0074493067, 0.189002347, 0.229619589], [0.0385345989, 0.39842779, 0.901419843]],
-    'Pd': [[2.10475155, 2.03884487, 0.182067264], [8.6860647, 0.378924449, 0.142921634],
-           [0.0952040948, 0.591445248, 0.0011332868], [0.1171259, 1.07843808, 0.0078025209]],
-    'Ag': [[2.0798139, 0.443170726, 1.96515215], [9.92540297, 0.104920104, 0.640103839],
-           [0.596130591, 0.478016333, 0.094645847], [0.88959479, 1.98509407, 0.112744464]],
-    'Pt': [[0.98469794, 2.73987079, 3.61696715], [0.160910839, 0.718971667, 12.9281016],
-           [0.302885602, 0.278370726, 0.0152124129], [0.170134854, 1.49862703, 0.0283510822]],
-    'Au': [[0.961263398, 3.6958103, 2.77567491], [0.170932277, 12.9335319, 0.68999707],
-           [0.295414176, 0.311475743, 0.0143237267], [0.16352551, 1.39200901, 0.0271265337]]}
 
 # %% ../nbs/01_synth.ipynb
 def electron_wavelength_nm(voltage_kV:float, # accelerating voltage, kV
