@@ -651,13 +651,8 @@ def replay_corrections(labels:np.ndarray, # the run's label image
     st.corrections = copy.deepcopy(c)
     return st
 
-def apply_corrections(labels:np.ndarray, # the run's label image
-                      particles:pd.DataFrame, # the run's particle table
-                      corrections:Corrections, # decisions made on these very results
-                      micrograph, # the micrograph (`Micrograph`)
-                      mask:np.ndarray|None=None, # the segmentation mask (needed when particles were restored from it)
-                     )->tuple: # (corrected label image, corrected table)
-    "Replay reviewed decisions on the results they were made on: merges, splits, exclusions, rules; re-measured."
+def apply_corrections(labels:np.ndarray, particles:pd.DataFrame, corrections:Corrections, micrograph, mask=None)->tuple:
+    "(corrected labels, corrected table): `replay_corrections` (same arguments) of merges, splits, outline edits, exclusions, rules."
     st = replay_corrections(labels, particles, corrections, micrograph, mask)
     return st.current_labels(), st.current_table()
 

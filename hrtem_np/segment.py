@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastcore.meta import delegates
 from scipy import ndimage
 from skimage.filters import threshold_li, threshold_otsu
 from skimage.morphology import remove_small_objects
@@ -702,26 +703,19 @@ def segmenter_learner(items,  # (Micrograph, mask) pairs (nonzero = particle), o
     return learn
 
 # %% ../nbs/02_segment.ipynb
+@delegates(segmenter_learner)
 def train_segmenter(items,  # (Micrograph, mask) pairs (nonzero = particle), or a folder of labelled images
                     valid_items=None,  # held-out pairs; None = a seeded `valid_pct` of `items`
-                    arch: str = 'resnet18',  # torchvision (or timm) model name for the encoder
-                    pretrained=None,  # None, 'imagenet', 'hrtem', or a saved model path
-                    working_nm_per_px: float | None = None,  # network pixel size, nm; None = 0.07 or the start model's
-                    crop_px: int = 256,  # training crop edge, px at the working scale
-                    bs: int = 4,  # crops per batch
                     epochs: int = 10,  # epochs (after the frozen ones when pretrained)
                     freeze_epochs: int = 1,  # epochs with the encoder frozen (pretrained starts only)
                     lr: float = 2e-3,  # (base) learning rate
-                    cut: int | None = None,  # encoder children to keep (fastai `cut`); -3 drops a ResNet's layer4
-                    seed: int = 0,  # seeds the split, crops, augmentations and weights
-                    cbs=None,  # extra fastai callbacks
                     progress: bool = True,  # show fastai's progress bars and epoch table
-                    **kwargs,  # to `segmenter_learner`: n_in, crops_per_epoch, valid_pct, invert_p, scale_jitter, loss_func, unet_kwargs
+                    **kwargs,  # every option of `segmenter_learner`: arch, pretrained, working_nm_per_px, crop_px, bs, cut, seed, cbs, n_in, crops_per_epoch, …
                    ) -> tuple:  # (Segmenter, fastai Learner)
     "Train (or fine-tune) a U-Net on labelled micrographs; returns the ready `Segmenter` and the `Learner`."
     from contextlib import nullcontext
-    learn = segmenter_learner(items, valid_items, arch=arch, pretrained=pretrained, working_nm_per_px=working_nm_per_px,
-                              crop_px=crop_px, bs=bs, cut=cut, seed=seed, cbs=cbs, **kwargs)
+    learn = segmenter_learner(items, valid_items, **kwargs)
+    pretrained = kwargs.get('pretrained')
     quiet = nullcontext() if progress else learn.no_bar()
     with quiet, (nullcontext() if progress else learn.no_logging()):
         if pretrained: learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs)

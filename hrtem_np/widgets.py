@@ -165,20 +165,18 @@ def _report(self:Reviewer, what:str, before:int)->str:
     return self.last_change
 
 @patch
-def exclude(self:Reviewer, label:int|None=None)->str:
-    "Drop a particle (default: the selected one) whatever the rules say; returns what changed."
+def _decision(self:Reviewer, kind:str, label, said:str)->str:
+    "Apply the state's `kind` decision (exclude, include, reset) to a particle (default: the selected one); report it."
     lab, n = self._target(label), len(self.current_table())
-    self.state.exclude(lab); return self._report(f"excluded particle {lab}", n)
+    getattr(self.state, kind)(lab)
+    return self._report(said.format(lab), n)
+
 @patch
-def include(self:Reviewer, label:int|None=None)->str:
-    "Keep a particle whatever the rules say; returns what changed."
-    lab, n = self._target(label), len(self.current_table())
-    self.state.include(lab); return self._report(f"included particle {lab}", n)
+def exclude(self:Reviewer, label:int|None=None)->str: return self._decision('exclude', label, "excluded particle {}")  # drop it whatever the rules say
 @patch
-def reset(self:Reviewer, label:int|None=None)->str:
-    "Let the rules decide again about a particle; returns what changed."
-    lab, n = self._target(label), len(self.current_table())
-    self.state.reset(lab); return self._report(f"particle {lab} back to the rules", n)
+def include(self:Reviewer, label:int|None=None)->str: return self._decision('include', label, "included particle {}")  # keep it whatever the rules say
+@patch
+def reset(self:Reviewer, label:int|None=None)->str: return self._decision('reset', label, "particle {} back to the rules")  # let the rules decide again
 
 @patch
 def merge(self:Reviewer, *others:int)->int:
