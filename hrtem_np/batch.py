@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from .io import Micrograph, CalibrationError, load_micrograph, as_micrograph, save_micrograph, atomic_write, file_sha256, SUPPORTED_EXTENSIONS
 from .corrections import CORRECTIONS_FILE, CorrectionsError, apply_corrections_file
+from .options import AnalysisOptions
+from fastcore.meta import delegates
 
 # %% auto 0
 __all__ = ['MIN_CONFIDENCE', 'CALIBRATION_RTOL', 'IMAGE_COLUMNS', 'MAX_OVERLAY_PX', 'XLSX_SIGNIFICANT', 'LOCK_FILE',
@@ -134,55 +136,21 @@ def _model_name(model)->str:
     return 'shipped U-Net (hrtem_unet)' if model is None else str(model) if isinstance(model, (str, os.PathLike)) else 'Segmenter'
 
 # %% ../nbs/08_batch.ipynb
-MIN_CONFIDENCE = 0.7  # default rule: particles less confident are dropped (calibrated on the robustness bench, see nbs/05_evaluate.ipynb)
+MIN_CONFIDENCE = AnalysisOptions.min_confidence  # the default rule for unsure particles (kept as a name; the value lives in `AnalysisOptions`)
 
 def analysis_options(model_card:dict, # from `_resolve_model`: name and sha256 of the model
-                     nm_per_px:float|None=None, # pixel size in nm for every input; None = each file's own calibration
-                     element:str|None=None, # particle metal ('Au', 'Pt', 'Ag', 'Pd', 'Cu'): atom counts, hkl; None = 'Au'
-                     crystal:bool=False, # also measure lattice spacings per particle (`lattice_spacings`)
-                     tta:bool=False, # test-time augmentation in `segment` (8× slower)
-                     threshold:float|None=None, # particle probability cut of the model; None = the model card's (0.5 if it has none)
-                     min_diameter_nm:float=0.5, # particles smaller than this are dropped
-                     min_confidence:float=MIN_CONFIDENCE, # particles whose mean segmentation probability is lower are dropped, 0.5…1
-                     edge:str='exclude', # particles touching the border: 'exclude', 'flag' or 'keep' them
-                     method:str='watershed', # how touching particles are split: 'watershed' or 'uecs'
-                     signal:str|int|None=None, # which image in multi-image files (title or index)
-                     frame:int|None=None, # which frame in stacks
-                     annotations:str='auto', # 'auto': find burned-in scale bars, labels, arrows (`find_annotations`) and exclude them; 'off'
-                     scale_bar_nm:float|None=None, # value of the burned-in scale bar, nm: calibrates files that have no pixel size
-                     calibration_overrides:bool=False, # a calibration-table value that disagrees with the file's metadata wins
+                     options:AnalysisOptions|None=None, # the options; keyword arguments replace its fields
+                     **kwargs, # any field of `AnalysisOptions` (None = keep `options`' value, or the default)
                     )->dict:
-    "The analysis options as a plain, JSON-serialisable dict (validated)."
+    "The analysis options as a plain, JSON-serialisable dict: the checked `AnalysisOptions`, the model, and the threshold used."
     import hrtem_np
-    from hrtem_np.particles import n_atoms_fcc, _check_nm_per_px
-    if nm_per_px is not None: nm_per_px = _check_nm_per_px(nm_per_px)  # '0.05' (from a form or a CSV) is accepted
-    element = 'Au' if element is None else element  # particles_from_mask's default, recorded explicitly
-    n_atoms_fcc(1.0, element)  # an unknown element is refused now, not once per image
-    if model_card.get('name') == 'classical': threshold = None
-    else:
-        threshold = float(model_card.get('threshold', 0.5) if threshold is None else threshold)
-        if not 0 < threshold < 1: raise ValueError(f"threshold={threshold}: a particle probability cut must lie between 0 and 1.")
-    if annotations not in ('auto', 'off'): raise ValueError(f"annotations={annotations!r}: use 'auto' or 'off'.")
-    from hrtem_np.particles import EDGE_POLICIES
-    def number(name, v, lo, hi=math.inf):  # refused now, with its name, not as an empty table or a raw error later
-        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and lo <= float(v) <= hi
-        if not ok: raise ValueError(f"{name}={v!r}: need a number in [{lo:g}, {hi:g}].")
-        return float(v)
-    min_diameter_nm, min_confidence = number('min_diameter_nm', min_diameter_nm, 0, 100), number('min_confidence', min_confidence, 0, 1)
-    if edge not in EDGE_POLICIES: raise ValueError(f"edge={edge!r}: use one of {EDGE_POLICIES}.")
-    if method not in ('watershed', 'uecs'): raise ValueError(f"method={method!r}: use 'watershed' or 'uecs'.")
-    if frame is not None and (isinstance(frame, (bool, np.bool_)) or not isinstance(frame, (int, np.integer))):
-        raise ValueError(f"frame={frame!r}: a frame is a whole number (0 for the first).")
-    if scale_bar_nm is not None:
-        try: scale_bar_nm = float(scale_bar_nm)
-        except (TypeError, ValueError): scale_bar_nm = float('nan')
-        if not (np.isfinite(scale_bar_nm) and scale_bar_nm > 0):
-            raise ValueError("scale_bar_nm must be the bar's length in nm, a positive number (e.g. 5 for a '5 nm' bar).")
-    return dict(model=model_card.get('name'), model_sha256=model_card.get('sha256'),
-                nm_per_px=None if nm_per_px is None else float(nm_per_px), element=element, crystal=bool(crystal),
-                tta=bool(tta), threshold=threshold, min_diameter_nm=float(min_diameter_nm), min_confidence=float(min_confidence), edge=edge, method=method, signal=signal,
-                frame=frame, annotations=annotations, scale_bar_nm=scale_bar_nm, calibration_overrides=bool(calibration_overrides),
-                hrtem_np_version=hrtem_np.__version__)
+    base = (options if options is not None else AnalysisOptions()).as_dict()
+    o = AnalysisOptions.from_kwargs(**{**base, **{k: v for k, v in kwargs.items() if v is not None}}).as_dict()
+    if model_card.get('name') == 'classical': o['threshold'] = None
+    elif o['threshold'] is None:
+        o['threshold'] = float(model_card.get('threshold', 0.5))   # the model's own cut
+        if not 0 < o['threshold'] < 1: raise ValueError(f"the model card's threshold {o['threshold']} is not between 0 and 1.")
+    return dict(model=model_card.get('name'), model_sha256=model_card.get('sha256'), **o, hrtem_np_version=hrtem_np.__version__)
 
 # %% ../nbs/08_batch.ipynb
 def _run_pipeline(m:Micrograph, # calibrated micrograph
@@ -312,19 +280,21 @@ class Analysis:
                 f"{m.nm_per_px:.4g} nm/px, {self.n_particles} particles, model {self.options.get('model')})")
 
 # %% ../nbs/08_batch.ipynb
+@delegates(AnalysisOptions)
 def analyze(source, # a micrograph file, a `Micrograph`, or a 2-D array (then nm_per_px is required)
             model=None, # None (shipped U-Net), 'classical', a model path, or a `Segmenter`
             nm_per_px:float|None=None, # pixel size in nm; overrides the file's calibration
             element:str|None=None, # particle metal ('Au', 'Pt', 'Ag', 'Pd', 'Cu'), for atom counts and hkl; None = 'Au'
             ignore=None, # regions not to analyse: boolean mask, mask image file (non-zero = ignore) or (x, y, w, h) rectangles in px
             progress:bool=True, # a progress bar over the segmentation's tiles, for micrographs large enough to need several batches
-            **options, # further `analysis_options`: crystal, tta, min_diameter_nm, edge, method, annotations, scale_bar_nm, …
+            options:AnalysisOptions|None=None, # all options at once; the keyword arguments below replace its fields
+            **kwargs, # any field of `AnalysisOptions` (crystal, tta, min_diameter_nm, edge, method, annotations, scale_bar_nm, …)
            )->Analysis:
     "Load, segment, split and measure one micrograph (and its lattice spacings with `crystal=True`)."
     t0 = time.perf_counter()
     seg, card = _resolve_model(model)
     t_model = time.perf_counter() - t0  # timed apart: loading the model is not loading the file
-    opts = analysis_options(card, nm_per_px=nm_per_px, element=element, **options)
+    opts = analysis_options(card, options, nm_per_px=nm_per_px, element=element, **kwargs)
     if ignore is not None and not isinstance(ignore, np.ndarray): opts['ignore'] = _ignore_spec(ignore)
     t1 = time.perf_counter()
     m = _load(source, opts)
@@ -971,6 +941,7 @@ def read_calibration(table, # CSV file, DataFrame, or {file: nm_per_px}; columns
     return out
 
 # %% ../nbs/08_batch.ipynb
+@delegates(AnalysisOptions)
 def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/files
                    out_dir, # output folder (created); per-image results go to out_dir/images/<name>/
                    pattern:str='*', # glob pattern for file names inside folders, e.g. '*.dm4'
@@ -989,7 +960,8 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
                    calibration=None, # per-file pixel sizes: CSV file, DataFrame or {file: nm_per_px}; columns file, nm_per_px and/or scale_bar_nm
                    ignore=None, # regions not to analyse, for every file (mask file or (x, y, w, h) rectangles), or {file: that}
                    samples:dict|None=None, # {file: sample name}; default: each file's folder. Statistics are pooled per sample only
-                   **options, # further `analysis_options`: crystal, tta, min_diameter_nm, edge, method, annotations, scale_bar_nm, calibration_overrides, …
+                   options:AnalysisOptions|None=None, # all analysis options at once; the keyword arguments below replace its fields
+                   **kwargs, # any field of `AnalysisOptions` (crystal, tta, min_diameter_nm, edge, method, annotations, scale_bar_nm, …)
                   )->BatchResult:
     "Analyse every micrograph in a folder (in parallel, resumable), writing per-image results, tables, figure, provenance."
     from tqdm.auto import tqdm
@@ -1003,11 +975,11 @@ def analyze_folder(folder_or_paths, # a folder, a file, or a list of folders/fil
         try: import pyarrow  # noqa: F401
         except ImportError: raise ImportError("parquet=True needs pyarrow. Fix: pip install pyarrow, or leave parquet=False.") from None
     light = _card_only(model)  # options against an existing out_dir are checked before the model is loaded (seconds)
-    if light is not None: _check_out_dir(out_dir, analysis_options(light, nm_per_px=nm_per_px, element=element, **options), resume, overwrite)
+    if light is not None: _check_out_dir(out_dir, analysis_options(light, options, nm_per_px=nm_per_px, element=element, **kwargs), resume, overwrite)
     t_model = time.perf_counter()
     seg, card = _resolve_model(model)
     t_model = time.perf_counter() - t_model
-    opts = analysis_options(card, nm_per_px=nm_per_px, element=element, **options)
+    opts = analysis_options(card, options, nm_per_px=nm_per_px, element=element, **kwargs)
     _check_out_dir(out_dir, opts, resume, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _out_dir_lock(out_dir) as cleaned:  # one run at a time per output folder; what a killed run left is cleaned first

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import argparse, sys, warnings
 from pathlib import Path
+from .options import AnalysisOptions, EDGE_POLICIES, ANNOTATIONS
 import numpy as np
 import pandas as pd
 
@@ -150,8 +151,8 @@ def _add_analyze(sub):
     p.add_argument('--calibration-overrides', action='store_true', help="let --calibration values win over the files' metadata")
     p.add_argument('--scale-bar-nm', type=_positive_float, default=None, metavar='X',
                    help='value of the burned-in scale bar (nm) of uncalibrated exports: the bar is found and measured in px')
-    p.add_argument('--annotations', choices=('auto', 'off'), default='auto',
-                   help='auto (default): find burned-in scale bars, labels, arrows, inset frames and exclude them; off')
+    p.add_argument('--annotations', choices=ANNOTATIONS, default=AnalysisOptions.annotations,
+                   help=f'auto: find burned-in scale bars, labels, arrows, inset frames and exclude them; off (default {AnalysisOptions.annotations})')
     p.add_argument('--ignore', default=None, metavar='RECTS', help="regions not to analyse in every file: 'x,y,w,h' in px, several separated by ';'")
     p.add_argument('--ignore-mask', type=Path, default=None, metavar='IMAGE', help='regions not to analyse in every file: a mask image (non-zero = ignore)')
     p.add_argument('--model', default=None, metavar='PATH', help="segmentation model file, or 'classical'; default: the shipped U-Net")
@@ -164,9 +165,10 @@ def _add_analyze(sub):
     p.add_argument('--recursive', action='store_true', help='also analyse files in sub-folders')
     p.add_argument('--crystal', action='store_true', help='also measure lattice spacings per particle')
     p.add_argument('--tta', action='store_true', help='test-time augmentation (8× slower segmentation)')
-    p.add_argument('--min-diameter-nm', type=_positive_float, default=0.5, metavar='X', help='drop particles smaller than this (default 0.5)')
-    p.add_argument('--edge', choices=('exclude', 'flag', 'keep'), default='exclude',
-                   help='particles cut by the image border: exclude (default), flag or keep them')
+    p.add_argument('--min-diameter-nm', type=_positive_float, default=AnalysisOptions.min_diameter_nm, metavar='X',
+                   help=f'drop particles smaller than this (default {AnalysisOptions.min_diameter_nm})')
+    p.add_argument('--edge', choices=EDGE_POLICIES, default=AnalysisOptions.edge,
+                   help=f'particles cut by the image border: exclude, flag or keep them (default {AnalysisOptions.edge})')
     p.add_argument('--overwrite', action='store_true', help='allow replacing earlier results in --out')
     p.add_argument('--no-resume', action='store_true', help='analyse every file again instead of reusing unchanged results')
     p.add_argument('--no-overlays', action='store_true', help='do not draw overlay.png per image')

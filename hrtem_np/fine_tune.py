@@ -13,10 +13,11 @@ from scipy import ndimage as ndi
 from .io import Micrograph, as_micrograph
 
 # %% auto 0
-__all__ = ['FINE_TUNE_RECIPE', 'FineTuned', 'fine_tune']
+__all__ = ['FINE_TUNE_RECIPE', 'CROPS_PER_IMAGE', 'MAX_CROPS_PER_EPOCH', 'FineTuned', 'fine_tune']
 
 # %% ../nbs/02a_fine_tune.ipynb
-FINE_TUNE_RECIPE = dict(epochs=5, freeze_epochs=1, lr=1e-3, crop_px=192, bs=4, crops_per_epoch=48)  # ≤ 5 min for 10 images of 512² on 2 CPU cores
+FINE_TUNE_RECIPE = dict(epochs=6, freeze_epochs=1, lr=1e-3, crop_px=192, bs=4, crops_per_epoch=None)  # ≤ 5 min for 10 images of 512² on 2 CPU cores, ≤ 1 min for one
+CROPS_PER_IMAGE, MAX_CROPS_PER_EPOCH = 16, 48  # crops_per_epoch=None: 16 per labelled image, at most 48 (benchmarks/learning_curve.py)
 
 def _pairs(items, nm_per_px=None)->list:
     "(Micrograph, bool mask) pairs from reviewers, analyses, a labels folder or pairs."
@@ -92,6 +93,7 @@ def fine_tune(items, # reviewers, analyses, a labels folder, or (Micrograph, mas
     held, train = [pairs[i] for i in order[:n_hold]], [pairs[i] for i in order[n_hold:]]
     if valid_items is not None: held = _pairs(valid_items, nm_per_px)
     before = _score(start, held) if held else {}
+    if r['crops_per_epoch'] is None: r['crops_per_epoch'] = min(MAX_CROPS_PER_EPOCH, CROPS_PER_IMAGE*len(train))
     seg, _ = train_segmenter(train, valid_items=held or None, pretrained=_start_from(start, model), epochs=r['epochs'],
                              freeze_epochs=r['freeze_epochs'], lr=r['lr'], crop_px=r['crop_px'], bs=r['bs'], seed=seed,
                              crops_per_epoch=r['crops_per_epoch'], progress=progress)

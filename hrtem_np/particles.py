@@ -15,9 +15,8 @@ from .materials import METALS as ELEMENTS  # the one materials table
 from .synth import EDGE_INSET_NM
 
 # %% auto 0
-__all__ = ['PARTICLE_COLUMNS', 'SPLIT_METHODS', 'EDGE_POLICIES', 'DROP_RULES', 'empty_particle_table', 'columns_markdown',
-           'n_atoms_fcc', 'Instances', 'measure_particles', 'split_particles', 'dropped_particles', 'select_particles',
-           'particles_from_mask']
+__all__ = ['PARTICLE_COLUMNS', 'DROP_RULES', 'empty_particle_table', 'columns_markdown', 'n_atoms_fcc', 'Instances',
+           'measure_particles', 'split_particles', 'dropped_particles', 'select_particles', 'particles_from_mask']
 
 # %% ../nbs/03_particles.ipynb
 PARTICLE_COLUMNS = {
@@ -502,14 +501,14 @@ def _split_candidates(lab, boxes, ids, nxt, nm_per_px, method, convexity_thresho
     return new[1:]
 
 # %% ../nbs/03_particles.ipynb
-SPLIT_METHODS = ('watershed', 'uecs')
+from .options import SPLIT_METHODS, AnalysisOptions  # the one list of methods, and the defaults
 
 def split_particles(mask, # binary particle mask (any non-zero pixel is particle), 2-D
                     nm_per_px:float, # pixel size, nm
-                    method:str='watershed', # 'watershed' (distance-map h-maxima) or 'uecs' (ultimate erosion for convex sets)
+                    method:str=AnalysisOptions.method, # 'watershed' (distance-map h-maxima) or 'uecs' (ultimate erosion for convex sets)
                     convexity_threshold:float=0.98, # objects with convexity below this are examined for splitting (1 = convex)
                     split_depth_nm:float=0.1, # a neck must be this much narrower (in radius, nm) than the particles it joins (≥ 1 px)
-                    min_diameter_nm:float=0.5, # markers implying a smaller particle are ignored, nm
+                    min_diameter_nm:float=AnalysisOptions.min_diameter_nm, # markers implying a smaller particle are ignored, nm
                    )->Instances:
     "Particle instances from a binary mask: holes filled, touching particles separated."
     mask, s = np.asarray(mask), _check_nm_per_px(nm_per_px)
@@ -528,7 +527,7 @@ def split_particles(mask, # binary particle mask (any non-zero pixel is particle
     return Instances(lab, was_split, _count_holes(lab, holes, n))
 
 # %% ../nbs/03_particles.ipynb
-EDGE_POLICIES = ('exclude', 'flag', 'keep')
+from .options import EDGE_POLICIES  # the one list of edge policies
 DROP_RULES = ('too_small', 'low_confidence', 'edge')  # why a measured particle is left out of the table, in the order tested
 
 def _drop_rules(table:pd.DataFrame, min_diameter_nm:float, edge:str, min_confidence:float)->np.ndarray:
@@ -540,8 +539,8 @@ def _drop_rules(table:pd.DataFrame, min_diameter_nm:float, edge:str, min_confide
     return np.select([small, unsure, at_edge], list(DROP_RULES), '').astype(object)
 
 def dropped_particles(table:pd.DataFrame, # from `measure_particles` (before selection)
-                      min_diameter_nm:float=0.5, # the selection's rules, as given to `select_particles`
-                      edge:str='exclude',
+                      min_diameter_nm:float=AnalysisOptions.min_diameter_nm, # the selection's rules, as given to `select_particles`
+                      edge:str=AnalysisOptions.edge,
                       min_confidence:float=0.0,
                      )->pd.DataFrame:
     "The rows `select_particles` leaves out, with `drop_rule` and a `drop_reason` that states the measured value and the rule."
@@ -556,8 +555,8 @@ def dropped_particles(table:pd.DataFrame, # from `measure_particles` (before sel
 
 def select_particles(labels:np.ndarray, # int label image the table was measured on
                      table:pd.DataFrame, # from `measure_particles`
-                     min_diameter_nm:float=0.5, # drop particles with a smaller equivalent diameter, nm
-                     edge:str='exclude', # particles touching the image border: 'exclude', 'flag' or 'keep'
+                     min_diameter_nm:float=AnalysisOptions.min_diameter_nm, # drop particles with a smaller equivalent diameter, nm
+                     edge:str=AnalysisOptions.edge, # particles touching the image border: 'exclude', 'flag' or 'keep'
                      min_confidence:float=0.0, # drop particles whose `confidence` is below this (NaN is kept), 0…1
                     )->tuple:
     "(labels, table) with the rules applied and the kept particles renumbered 1…n; `table.attrs['dropped']` counts each rule's drops."
@@ -584,9 +583,9 @@ def particles_from_mask(mask, # binary particle mask (non-zero = particle), e.g.
                         nm_per_px:float, # pixel size, nm
                         image=None, # the micrograph (array or `Micrograph`) for `mean_intensity`
                         element:str|None='Au', # metal for `n_atoms_est`; None → NaN
-                        min_diameter_nm:float=0.5, # smaller particles are dropped, nm
-                        edge:str='exclude', # particles touching the border: 'exclude', 'flag' or 'keep'
-                        method:str='watershed', # splitting: 'watershed' or 'uecs'
+                        min_diameter_nm:float=AnalysisOptions.min_diameter_nm, # smaller particles are dropped, nm
+                        edge:str=AnalysisOptions.edge, # particles touching the border: 'exclude', 'flag' or 'keep'
+                        method:str=AnalysisOptions.method, # splitting: 'watershed' or 'uecs'
                         convexity_threshold:float=0.98, # objects less convex than this are examined for splitting
                         split_depth_nm:float=0.1, # necks this much narrower (radius, nm) than the particles are cut
                         min_solidity:float=0.8, # lower solidity is `flagged`

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from fastcore.meta import delegates
 from scipy import ndimage
+from .options import AnalysisOptions
 from skimage.filters import threshold_li, threshold_otsu
 from skimage.morphology import remove_small_objects
 
@@ -117,7 +118,7 @@ def _toy_micrograph(shape=(128, 128),  # rows, cols in px
 def segment_classical(micrograph: Micrograph,  # calibrated micrograph
                       sigma_nm: float = 0.3,  # Gaussian blur std, nm (averages out lattice fringes and noise)
                       threshold='otsu',  # 'otsu', 'li', or a number in the image's intensity units
-                      min_diameter_nm: float = 0.5,  # objects smaller than a disk of this diameter are dropped, nm
+                      min_diameter_nm: float = AnalysisOptions.min_diameter_nm,  # objects smaller than a disk of this diameter are dropped, nm
                       dark_particles: bool = True,  # True for bright-field HRTEM (particles darker than carbon)
                      ) -> np.ndarray:  # bool mask, same shape as the image
     "Particle mask by blur + global threshold + hole filling + small-object removal, all lengths in nm."

@@ -206,4 +206,6 @@ def test_train_shares_the_fine_tune_recipe(capsys, tmp_path):
     code, stdout, _ = run(capsys, 'train', data, '--out', model, '--epochs', '1', '--crop-px', '64', '--bs', '2', '--quiet')
     assert code == 0 and 'held-out pixel IoU' in stdout
     card = json.loads(model.with_suffix('.json').read_text())
-    assert card['fine_tune']['recipe'] == {**FINE_TUNE_RECIPE, 'epochs': 1, 'crop_px': 64, 'bs': 2} and card['fine_tune']['holdout'] == 1
+    # crops_per_epoch=None resolves to 16 per training image (2 here: 3 given, 1 held out)
+    assert card['fine_tune']['recipe'] == {**FINE_TUNE_RECIPE, 'epochs': 1, 'crop_px': 64, 'bs': 2, 'crops_per_epoch': 32}
+    assert card['fine_tune']['holdout'] == 1
