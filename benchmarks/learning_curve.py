@@ -12,6 +12,7 @@ labelled images of a fixed order and scores it on images it never saw, beside th
   against that convention: does the fine-tuned model adopt the lab's habit (|bias| → 0)?
 
     OMP_NUM_THREADS=1 python benchmarks/learning_curve.py [--sets real,dense,tight] [--n 1,3,10] [--out FILE.csv]
+    python benchmarks/learning_curve.py --save-real work_data/lc/real3   # then: benchmarks/robustness.py --model work_data/lc/real3.safetensors
 
 CPU seconds are the wall time of the `fine_tune` call on this machine (2 cores; torch on one thread).
 """
@@ -111,4 +112,12 @@ if __name__ == '__main__':
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--out', default=None)
     ap.add_argument('--markdown', action='store_true')
-    main(ap.parse_args())
+    ap.add_argument('--save-real', default=None, metavar='MODEL',
+                    help='only fine-tune on the first 3 real images and save the model here (then score it on the robustness bench '
+                         'with benchmarks/robustness.py --model MODEL, to see what it forgot)')
+    a = ap.parse_args()
+    if a.save_real:
+        import torch; torch.set_num_threads(a.threads)
+        ft = fine_tune(real_sets()[0][:3], out=a.save_real, holdout=0, overwrite=True)
+        print(ft)
+    else: main(a)

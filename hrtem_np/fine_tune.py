@@ -60,9 +60,10 @@ class FineTuned:
     after: dict  # the fine-tuned model on the same images
     seconds: float  # wall-clock time of the whole call
     def __repr__(self):
-        return (f"FineTuned(held-out pixel IoU {self.before['pixel_iou']:.3f} → {self.after['pixel_iou']:.3f}, object F1 "
-                f"{self.before['object_f1']:.3f} → {self.after['object_f1']:.3f} on {self.after['n_images']} image(s); "
-                f"{self.seconds:.0f} s; saved to {self.path})")
+        held = (f"held-out pixel IoU {self.before['pixel_iou']:.3f} → {self.after['pixel_iou']:.3f}, object F1 "
+                f"{self.before['object_f1']:.3f} → {self.after['object_f1']:.3f} on {self.after['n_images']} image(s)"
+                if self.after else "nothing held out")
+        return f"FineTuned({held}; {self.seconds:.0f} s; saved to {self.path})"
 
 # %% ../nbs/02a_fine_tune.ipynb
 def fine_tune(items, # reviewers, analyses, a labels folder, or (Micrograph, mask) pairs

@@ -1,4 +1,4 @@
-"""CI guard: notebooks are clean, the package and README.md are in sync with them.
+"""CI guard: notebooks are clean and show their results, the package and README.md are in sync with them.
 
 Runs nbdev_export, nbdev_clean and tools/make_readme.py in place, then fails if git sees any change.
 Meant for a clean checkout (CI); on a dirty tree it reports your uncommitted changes too.
@@ -26,4 +26,15 @@ if after:
     print('\n'.join(after))
     subprocess.run(['git', '--no-pager', 'diff', '--stat'], cwd=ROOT)
     sys.exit(1)
-print("notebooks clean; package and README in sync")
+# every notebook in tools/outputs.json shows its results: at least two kept tables or figures (./run outputs refreshes them)
+import json
+short = []
+for nb, c in json.loads((ROOT/'tools'/'outputs.json').read_text()).items():
+    cells = json.loads((ROOT/nb).read_text())['cells']
+    shown = sum(1 for x in cells if x['cell_type'] == 'code' and any(   # a figure, a table, a result or printed output
+        o.get('output_type') in ('display_data', 'execute_result') or (o.get('output_type') == 'stream' and o.get('name') == 'stdout')
+        for o in x.get('outputs', [])))
+    if shown < 2: short.append(f"{nb}: {shown} result(s) shown")
+if short:
+    print("Notebooks without their results (run ./run outputs and commit):\n" + '\n'.join(short)); sys.exit(1)
+print("notebooks clean, showing their results; package and README in sync")
