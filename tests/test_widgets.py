@@ -158,8 +158,10 @@ print('ok')
 
 
 def test_committed_notebook_has_no_widget_state():
-    "The committed notebook carries no outputs and no saved widget state."
+    "The committed notebook carries no saved widget state and no widget views (its tables and figures are kept, issue 26)."
     nb = json.loads((ROOT/'nbs'/'09_widgets.ipynb').read_text())
     assert 'widgets' not in nb.get('metadata', {})
-    assert all(not c.get('outputs') for c in nb['cells'] if c['cell_type'] == 'code')
+    assert not any('application/vnd.jupyter.widget-view+json' in o.get('data', {})
+                   for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', []))
+    assert (ROOT/'nbs'/'09_widgets.ipynb').stat().st_size <= 300_000
     assert (ROOT/'nbs'/'images'/'review_widget.png').stat().st_size <= 120_000
