@@ -19,6 +19,8 @@ def _small(out, colours=96):
     "The output with its PNG figures palette-quantised (a grey micrograph with a few coloured outlines needs few colours)."
     import base64, io
     from PIL import Image
+    if 'application/vnd.jupyter.widget-view+json' in out.get('data', {}):   # a live widget means nothing in a file: keep its text
+        out['data'] = {k: v for k, v in out['data'].items() if k != 'application/vnd.jupyter.widget-view+json'}
     png = out.get('data', {}).get('image/png')
     if png:
         rgb = Image.open(io.BytesIO(base64.b64decode(png))).convert('RGB')
