@@ -31,27 +31,24 @@ def _folder(d:Path, n_images:int, shape=(128, 128))->Path:
     return d
 
 
-def _session_procs(sid:int)->list:
-    "PIDs of live processes in session `sid` (children of a killed parent are re-parented, but keep their session)."
-    out = []
+def _procs():
+    "(pid, state, ppid, session) of every live process, from /proc/<pid>/stat."
     for p in Path('/proc').iterdir():
         if not p.name.isdigit(): continue
         try: stat = (p/'stat').read_text()
         except OSError: continue
-        fields = stat[stat.rindex(')') + 2:].split()   # after "pid (comm) ": state ppid pgrp session …
-        if int(fields[3]) == sid and fields[0] != 'Z': out.append(int(p.name))
-    return out
+        f = stat[stat.rindex(')') + 2:].split()   # after "pid (comm) ": state ppid pgrp session …
+        yield int(p.name), f[0], int(f[1]), int(f[3])
+
+
+def _session_procs(sid:int)->list:
+    "PIDs of live processes in session `sid` (children of a killed parent are re-parented, but keep their session)."
+    return [pid for pid, state, _, s in _procs() if s == sid and state != 'Z']
 
 
 def _children(pid:int)->list:
     "PIDs whose parent is `pid`."
-    out = []
-    for p in Path('/proc').iterdir():
-        if not p.name.isdigit(): continue
-        try: stat = (p/'stat').read_text()
-        except OSError: continue
-        if int(stat[stat.rindex(')') + 2:].split()[1]) == pid: out.append(int(p.name))
-    return out
+    return [p for p, _, ppid, _ in _procs() if ppid == pid]
 
 
 needs_proc = pytest.mark.skipif(not Path('/proc/self/stat').exists(), reason='process checks read /proc (Linux)')
