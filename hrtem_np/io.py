@@ -332,13 +332,13 @@ def show_micrograph(m:Micrograph, # the micrograph
                    ):
     "Show a micrograph with a scale bar; returns the figure."
     import matplotlib.pyplot as plt
-    from matplotlib_scalebar.scalebar import ScaleBar
+    from hrtem_np.plots import add_scale_bar  # the one scale-bar helper
     if ax is None: _, ax = plt.subplots(figsize=(4, 4))
     lo, hi = np.percentile(m.image, percentiles)
     ax.imshow(m.image, cmap=cmap, vmin=lo, vmax=hi, interpolation='nearest')
     ax.set_axis_off()
     if scalebar and m.nm_per_px:
-        ax.add_artist(ScaleBar(m.nm_per_px, 'nm', location='lower right', box_alpha=0.6))
+        add_scale_bar(ax, m.nm_per_px)
     title = Path(m.source).name if m.source else ''
     ax.set_title(f"{title} {m.nm_per_px:.4g} nm/px".strip(), fontsize=9)
     return ax.figure

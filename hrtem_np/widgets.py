@@ -347,7 +347,7 @@ def plot_particle_detail(micrograph, # the `Micrograph`
                         ):
     "The particle's crop with outline and scale bar, and the power spectrum of the crop in nm⁻¹; returns the figure."
     import matplotlib.pyplot as plt
-    from hrtem_np.plots import add_scale_bar
+    from hrtem_np.plots import add_scale_bar, _power_spectrum
     m = as_micrograph(micrograph)
     sl = _crop(labels, label)
     crop = m.image[sl].astype(float)
@@ -359,8 +359,7 @@ def plot_particle_detail(micrograph, # the `Micrograph`
     a1.set_axis_off(); add_scale_bar(a1, m.nm_per_px, fraction=0.35)
     d = '' if table is None else f"  {table.set_index('label').loc[label, 'diameter_nm']:.2f} nm"
     a1.set_title(f"particle {label}{d}", fontsize='small')
-    win = np.outer(np.hanning(crop.shape[0]), np.hanning(crop.shape[1]))
-    ps = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2((crop - crop.mean())*win)))**2)
+    ps = _power_spectrum(crop)                                   # the one display helper (`plots._power_spectrum`)
     q = 1/(2*m.nm_per_px)
     a2.imshow(ps, cmap='magma', vmin=np.percentile(ps, 50), vmax=ps.max(), extent=(-q, q, -q, q))
     a2.set_xlabel('q (nm⁻¹)', fontsize='small'); a2.tick_params(labelsize='x-small')
