@@ -280,7 +280,8 @@ def _training_pairs(folder:Path, nm_per_px:float|None=None)->list:
 
 def _cmd_train(a)->int:
     "`hrtem-np train`: `fine_tune` from a model (the default: the shipped one), `train_segmenter` from scratch; never over an existing model."
-    from hrtem_np.segment import save_model, train_segmenter
+    from hrtem_np.segment import save_model
+    from hrtem_np.train import train_segmenter
     stem = a.out.with_suffix('') if a.out.suffix in ('.safetensors', '.json', '.pth') else a.out
     existing = [p for p in (stem.with_name(stem.name + '.safetensors'), stem.with_name(stem.name + '.json')) if p.exists()]
     if existing and not a.overwrite:
@@ -304,7 +305,7 @@ def _train_recipe(a)->tuple:
     "(recipe, starts from a model?) of `hrtem-np train`: FINE_TUNE_RECIPE from a model, train_segmenter's defaults from scratch; flags override."
     import inspect
     from hrtem_np.fine_tune import FINE_TUNE_RECIPE
-    from hrtem_np.segment import train_segmenter
+    from hrtem_np.train import train_segmenter
     from_model = a.pretrained.lower() not in ('none', 'imagenet')
     if from_model: base = dict(FINE_TUNE_RECIPE)
     else:

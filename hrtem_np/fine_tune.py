@@ -78,7 +78,8 @@ def fine_tune(items, # reviewers, analyses, a labels folder, or (Micrograph, mas
               **recipe, # overrides of FINE_TUNE_RECIPE: epochs, freeze_epochs, lr, crop_px, bs, crops_per_epoch
              )->FineTuned:
     "Fine-tune a segmentation model on labelled micrographs in one call: hold out, score, train, score again, save with its lineage."
-    from hrtem_np.segment import load_model, Segmenter, train_segmenter, save_model
+    from hrtem_np.segment import load_model, Segmenter, save_model
+    from hrtem_np.train import train_segmenter
     from hrtem_np.batch import _weights_sha256
     t0 = time.perf_counter()
     pairs = _pairs(items, nm_per_px)
