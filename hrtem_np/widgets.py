@@ -13,11 +13,9 @@ from fastcore.basics import patch
 from .io import as_micrograph, file_sha256, load_micrograph
 from .particles import EDGE_POLICIES
 from .stats import SizeSummary
-from .corrections import (  # the review's logic; importable from here too
-    CORRECTIONS_FILE, CORRECTIONS_VERSION, STATUSES, CorrectionResult, Corrections, CorrectionsError, CorrectionsMismatch,
-    ReviewState, apply_corrections, apply_corrections_file, corrections_from_dict, corrections_problems,
-    labels_sha256, load_corrections, merge_labels, particle_status, pixels_sha256, replay_corrections, restore_dropped,
-    save_corrections, split_label, touching_labels)
+from .corrections import (  # the review's logic (import it from `hrtem_np.corrections`)
+    CORRECTIONS_FILE, STATUSES, Corrections, CorrectionsError, ReviewState, load_corrections, replay_corrections,
+    save_corrections, touching_labels)
 
 # %% auto 0
 __all__ = ['STATUS_COLORS', 'COLOR_BY', 'Reviewer', 'ReviewSummary', 'plot_particle_detail', 'review_table', 'plot_review',

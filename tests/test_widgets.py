@@ -8,8 +8,8 @@ import tifffile
 from skimage.draw import disk
 from hrtem_np.io import Micrograph, save_micrograph
 from hrtem_np.batch import analyze, analyze_folder
-from hrtem_np.widgets import (Reviewer, review, apply_corrections_file, load_corrections, CorrectionsMismatch,
-                              CORRECTIONS_FILE, labels_sha256)
+from hrtem_np.widgets import Reviewer, review
+from hrtem_np.corrections import apply_corrections_file, load_corrections, CorrectionsMismatch, CORRECTIONS_FILE, labels_sha256
 
 NM_PER_PX = 0.1
 ROOT = Path(__file__).parents[1]
