@@ -4,17 +4,18 @@
 
 # %% ../nbs/08_batch.ipynb 2
 from __future__ import annotations
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-import hashlib, json, math, os, platform, shutil, sys, time, warnings
+import hashlib, json, os, platform, shutil, time, warnings
 from contextlib import contextmanager
 import numpy as np
 import pandas as pd
-from .io import Micrograph, CalibrationError, load_micrograph, as_micrograph, save_micrograph, atomic_write, file_sha256, SUPPORTED_EXTENSIONS
+from .io import Micrograph, save_micrograph, atomic_write, file_sha256, SUPPORTED_EXTENSIONS
 from .corrections import CORRECTIONS_FILE, CorrectionsError, apply_corrections_file
 from .options import AnalysisOptions
 from fastcore.meta import delegates
-from .pipeline import (Analysis, analyze, analysis_options, MIN_CONFIDENCE, CALIBRATION_RTOL, environment_info, _card_only, _ignore_spec, _load, _options_key, _resolve_model, _run_pipeline, _weights_sha256, _model_name, _calibrated_by_table, _from_scale_bar)  # one micrograph (07b_pipeline); this module runs it over folders
+from .pipeline import (Analysis, analyze, analysis_options, environment_info, _card_only, _ignore_spec, _load,
+                               _options_key, _resolve_model, _run_pipeline, _weights_sha256)  # one micrograph (07b_pipeline); this module runs it over folders
 
 # %% auto 0
 __all__ = ['IMAGE_COLUMNS', 'MAX_OVERLAY_PX', 'XLSX_SIGNIFICANT', 'LOCK_FILE', 'find_micrographs', 'BatchResult', 'BatchError',

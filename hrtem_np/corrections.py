@@ -577,12 +577,12 @@ def add(self:ReviewState, polygon_px=None, # outline [(row, col), …] (≥ 3 po
        )->int:
     "Add a particle the model missed; returns its label."
     poly = [[_r2(r), _r2(c)] for r, c in polygon_px] if polygon_px is not None and len(polygon_px) >= 3 else None
-    e = {'add': poly} if poly else {'add': [[_r2(seed_px[0]), _r2(seed_px[1])]] if seed_px is not None else [],
-                                     'radius_px': _r2(radius_px or 0)}
+    seed = None if poly or seed_px is None else [_r2(seed_px[0]), _r2(seed_px[1])]
+    rad = None if poly else _r2(radius_px or 0)
     self._push()
-    try: new = self._add(poly, e['add'][0] if not poly and e['add'] else None, e.get('radius_px'))
+    try: new = self._add(poly, seed, rad)
     except ValueError: self.history.pop(); raise
-    self.corrections.edits.append({**e, 'into': new})
+    self.corrections.edits.append({'add': poly, 'into': new} if poly else {'add': [seed], 'radius_px': rad, 'into': new})
     return new
 
 @patch

@@ -36,8 +36,7 @@ class AnalysisOptions:
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)
-        def number(name, v, lo, hi=math.inf, none=False):  # refused now, with its name
-            if v is None and none: return None
+        def number(name, v, lo, hi=math.inf):  # refused now, with its name
             ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and lo <= float(v) <= hi
             if not ok: raise ValueError(f"{name}={v!r}: need a number in [{lo:g}, {hi:g}].")
             return float(v)

@@ -6,12 +6,10 @@
 from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
-import hashlib, json, math, os, shutil, time, warnings
-from contextlib import contextmanager
+import hashlib, json, os, time
 import numpy as np
 import pandas as pd
-from .io import Micrograph, CalibrationError, load_micrograph, as_micrograph, save_micrograph, atomic_write, file_sha256, SUPPORTED_EXTENSIONS
-from .corrections import CORRECTIONS_FILE, CorrectionsError, apply_corrections_file
+from .io import Micrograph, CalibrationError, load_micrograph, as_micrograph, file_sha256
 from .options import AnalysisOptions
 from fastcore.meta import delegates
 
@@ -25,7 +23,7 @@ def _options_key(options:dict)->str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 # %% ../nbs/07b_pipeline.ipynb
-import platform, sys
+import platform
 from importlib import metadata as _md
 
 _DEPENDENCIES = {'numpy': 'numpy', 'scipy': 'scipy', 'pandas': 'pandas', 'torch': 'torch', 'torchvision': 'torchvision',

@@ -5,9 +5,7 @@
 # %% ../nbs/02b_train.ipynb 2
 from __future__ import annotations
 import datetime
-import json
 import math
-import platform
 import random
 import warnings
 from pathlib import Path
@@ -16,12 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fastcore.meta import delegates
-from scipy import ndimage
-from .options import AnalysisOptions
 
-import hrtem_np
-from .io import CalibrationError, Micrograph, MicrographError, as_micrograph, file_sha256
-from .segment import (Segmenter, _NORMALISATION, _SHIPPED, _check_micrograph, _dice, _dihedral, _imagenet_checkpoint, _new_card, _resample, _resolve_arch, _tile_starts, _toy_micrograph, load_model, normalize_intensity, save_model, segment, segment_classical)  # inference: load, predict, tile
+from .io import Micrograph
+from .segment import (Segmenter, _check_micrograph, _dihedral, _imagenet_checkpoint, _new_card, _resample,
+                              _resolve_arch, _tile_starts, load_model, normalize_intensity)  # inference: load, predict, tile
 
 # %% auto 0
 __all__ = ['lovasz_hinge', 'CEDiceLoss', 'segmenter_learner', 'train_segmenter']
